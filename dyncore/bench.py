@@ -1,0 +1,86 @@
+"""Timing helpers over ``torch.utils.benchmark``: medians, and ratios taken in one run.
+
+These machines are shared and noisy, so the book never quotes an absolute time alone: it
+times the contenders one after another in one process and reports their ratios.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.utils.benchmark as tb
+
+
+@dataclass
+class Timing:
+    name: str
+    median: float  # seconds
+    iqr: float  # seconds
+    runs: int
+
+
+@dataclass
+class BenchmarkTable:
+    """Timings of several callables measured in one run; ratios are relative to ``baseline``."""
+
+    timings: dict[str, Timing]
+    baseline: str
+    title: str = ""
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def median(self, name: str) -> float:
+        return self.timings[name].median
+
+    def ratio(self, name: str, to: str | None = None) -> float:
+        """``median(name) / median(to)``: how many times slower ``name`` is than ``to``."""
+        return self.median(name) / self.median(to or self.baseline)
+
+    def speedup(self, name: str, over: str) -> float:
+        """``median(over) / median(name)``: how many times faster ``name`` is than ``over``."""
+        return self.median(over) / self.median(name)
+
+    def rows(self) -> list[tuple[str, float, float, float]]:
+        return [(t.name, t.median * 1e3, t.iqr * 1e3, self.ratio(t.name)) for t in self.timings.values()]
+
+    def __str__(self) -> str:
+        head = f"{'':<28}{'median ms':>12}{'IQR ms':>10}{'x ' + self.baseline:>18}"
+        lines = [self.title, head] if self.title else [head]
+        for name, med, iqr, ratio in self.rows():
+            lines.append(f"{name:<28}{med:>12.4g}{iqr:>10.2g}{ratio:>18.3g}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><td style='text-align:left'>{n}</td><td>{m:.4g}</td><td>{i:.2g}</td><td>{r:.3g}</td></tr>"
+            for n, m, i, r in self.rows()
+        )
+        caption = f"<caption>{self.title}</caption>" if self.title else ""
+        return (
+            f"<table>{caption}<thead><tr><th></th><th>median (ms)</th><th>IQR (ms)</th>"
+            f"<th>time / {self.baseline}</th></tr></thead><tbody>{cells}</tbody></table>"
+        )
+
+
+def time_callable(fn: Callable[[], object], name: str = "", min_run_time: float = 0.5) -> Timing:
+    """Median time of ``fn()`` by ``torch.utils.benchmark`` (CUDA is synchronized for us)."""
+    timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads(),
+                     label=name)
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    return Timing(name, m.median, m.iqr, len(m.times))
+
+
+def compare(fns: dict[str, Callable[[], object]], baseline: str | None = None,
+            min_run_time: float = 0.5, title: str = "", warmup: int = 1) -> BenchmarkTable:
+    """Time each callable (after ``warmup`` calls, which also trigger JIT compilation)."""
+    if not fns:
+        raise ValueError("fns must name at least one callable")
+    baseline = baseline or next(iter(fns))
+    if baseline not in fns:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(fns)}")
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    timings = {name: time_callable(fn, name, min_run_time) for name, fn in fns.items()}
+    return BenchmarkTable(timings, baseline, title)

@@ -1,0 +1,101 @@
+"""The one bridge between PyTorch tensors and Numba CUDA kernels.
+
+Every ``"cuda"`` kernel of the book is launched through :func:`launch`, which
+
+* computes the launch configuration in one place (:func:`launch_config`: a 1-D grid with one
+  thread per work item, :data:`THREADS_PER_BLOCK` threads per block);
+* on a real GPU passes CUDA tensors to the kernel without copies
+  (``numba.cuda.as_cuda_array``) and launches on PyTorch's current stream, so kernels are
+  ordered with PyTorch's own work;
+* under the Numba CUDA simulator (no GPU) passes numpy views of CPU tensors: the simulator is
+  about a thousand times slower on torch tensors than on numpy arrays.
+
+:func:`on_kernel_device` wraps the host-side function of a kernel set so that its tensors are
+on the device the kernels run on (contiguous), and its results go back where the inputs were:
+asking for ``backend="cuda"`` with CPU tensors on a GPU machine copies them to the GPU and back.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from numba import cuda
+
+from ._bootstrap import simulating
+
+#: Threads per block on a real GPU: a multiple of the warp size that keeps several blocks
+#: resident per multiprocessor for these register-light kernels.
+THREADS_PER_BLOCK = 128
+#: Under the simulator each thread is a Python thread; small blocks keep memory use low and
+#: cost nothing extra, since simulated blocks run one after another anyway.
+SIMULATOR_THREADS_PER_BLOCK = 32
+
+
+def launch_config(n_items: int) -> tuple[int, int]:
+    """``(blocks, threads_per_block)`` for a 1-D grid covering ``n_items`` work items."""
+    threads = SIMULATOR_THREADS_PER_BLOCK if simulating() else THREADS_PER_BLOCK
+    return max(1, math.ceil(n_items / threads)), threads
+
+
+def kernel_device(like: torch.Tensor) -> torch.device:
+    """The device whose memory the kernels read: the GPU, or the CPU under the simulator."""
+    if simulating():
+        return torch.device("cpu")
+    if like.device.type == "cuda":
+        return like.device
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def _as_kernel_array(t: torch.Tensor):
+    t = t.detach()
+    if simulating():
+        return t.numpy()
+    return cuda.as_cuda_array(t)
+
+
+def launch(kernel, n_items: int, *args) -> None:
+    """Launch ``kernel`` with one thread per work item (``cuda.grid(1) < n_items``).
+
+    Tensor arguments must already be on :func:`kernel_device` and contiguous (use
+    :func:`on_kernel_device`); other arguments (ints, floats) are passed as they are.
+    """
+    if n_items == 0:
+        return
+    blocks, threads = launch_config(n_items)
+    arrays = [_as_kernel_array(a) if isinstance(a, torch.Tensor) else a for a in args]
+    if simulating():
+        kernel[blocks, threads](*arrays)
+        return
+    device = next(a.device for a in args if isinstance(a, torch.Tensor))
+    with cuda.gpus[device.index]:
+        stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
+        kernel[blocks, threads, stream](*arrays)
+
+
+def on_kernel_device(fn):
+    """Decorator: tensor arguments go to the kernels' device (contiguous), results come back.
+
+    Results (a tensor, or a tuple of tensors and ``None``) are returned on the device of the
+    first tensor argument.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        first = next(a for a in args if isinstance(a, torch.Tensor))
+        home, target = first.device, kernel_device(first)
+
+        def move(a):
+            return a.to(target).contiguous() if isinstance(a, torch.Tensor) else a
+
+        result = fn(*[move(a) for a in args], **{k: move(v) for k, v in kwargs.items()})
+        if home == target:
+            return result
+
+        def back(r):
+            return r.to(home) if isinstance(r, torch.Tensor) else r
+
+        return tuple(back(r) for r in result) if isinstance(result, tuple) else back(result)
+
+    return wrapper

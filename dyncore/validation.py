@@ -1,0 +1,118 @@
+"""Argument checks that give the contract's clear errors (contract: "Bad input").
+
+Every operator calls these before any kernel runs. Messages name the argument, what was
+expected and what was given. ``TypeError`` is for the wrong kind of object or dtype,
+``ValueError`` for the wrong value, rank, shape or device.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def check_tensor(name: str, value, ndim: int | None = None, layout: str | None = None) -> torch.Tensor:
+    """``value`` must be a float32/float64 tensor, of rank ``ndim`` if given.
+
+    ``layout`` names the axes for the message, e.g. ``"(B, C, H, W)"``.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(value).__name__}")
+    if value.dtype not in FLOAT_DTYPES:
+        kind = (
+            "a complex" if value.dtype.is_complex
+            else "a floating-point" if value.dtype.is_floating_point
+            else "an integer/boolean"
+        )
+        raise TypeError(
+            f"{name} must be float32 or float64; got {kind} tensor of dtype {value.dtype}"
+        )
+    if ndim is not None and value.dim() != ndim:
+        axes = f" {layout}" if layout else ""
+        raise ValueError(
+            f"{name} must be a {ndim}-D tensor{axes}; got a {value.dim()}-D tensor "
+            f"of shape {_shape(value)}"
+        )
+    return value
+
+
+def check_shape(name: str, value: torch.Tensor, expected: Sequence[int], layout: str) -> None:
+    """``value.shape`` must equal ``expected``; ``layout`` spells the expected axes."""
+    if _shape(value) != tuple(expected):
+        raise ValueError(
+            f"{name} must have shape {layout} = {tuple(expected)}; got {_shape(value)}"
+        )
+
+
+def check_same_dtype(reference: tuple[str, torch.Tensor], **others: torch.Tensor | None) -> None:
+    ref_name, ref = reference
+    for name, t in others.items():
+        if t is not None and t.dtype != ref.dtype:
+            raise TypeError(
+                f"{name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
+                "all tensors must share one dtype"
+            )
+
+
+def check_same_device(reference: tuple[str, torch.Tensor], **others: torch.Tensor | None) -> None:
+    ref_name, ref = reference
+    for name, t in others.items():
+        if t is not None and t.device != ref.device:
+            raise ValueError(
+                f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
+                "all tensors must be on one device"
+            )
+
+
+def check_int(name: str, value) -> int:
+    """An integer (Python or numpy), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def check_positive_int(name: str, value) -> int:
+    value = check_int(name, value)
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value}")
+    return value
+
+
+def check_nonnegative_int(name: str, value) -> int:
+    value = check_int(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative int; got {value}")
+    return value
+
+
+def check_kernel_size(name: str, value) -> int:
+    """Kernel sizes are odd and positive (contract: taps are centred)."""
+    value = check_int(name, value)
+    if value < 1 or value % 2 == 0:
+        raise ValueError(f"{name} must be an odd positive int (1, 3, 5, ...); got {value}")
+    return value
+
+
+def as_pair(name: str, value, check=check_positive_int) -> tuple[int, int]:
+    """An int or a pair of ints (like ``F.conv2d``'s ``stride``), each passed through ``check``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints; got {value!r}")
+        return check(f"{name}[0]", value[0]), check(f"{name}[1]", value[1])
+    v = check(name, value)
+    return v, v
+
+
+def check_spatial_nonempty(name: str, value: torch.Tensor) -> None:
+    if value.shape[-1] == 0 or value.shape[-2] == 0 or value.shape[-3] == 0:
+        raise ValueError(
+            f"{name} must have at least one channel and one pixel; got shape {_shape(value)}"
+        )
