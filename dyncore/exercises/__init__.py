@@ -1,0 +1,52 @@
+"""Automatic checks for the book's exercises (one module per chapter: ``ch01``, ``ch02``, ...).
+
+An exercise notebook (``exercises/NN_name.md``) gives a stub per exercise that raises
+``NotImplementedError``, and a cell that calls the chapter's check on it. A check runs the
+reader's function on inputs of its choosing and compares with the package's reference; it
+raises an ``AssertionError`` that says what is wrong (never just prints). Each chapter
+module lists its checks in ``CHECKS`` (exercise function name -> check), which the tests use
+to prove every check passes on the reference solution (``exercises/solutions/NN_name.py``)
+and fails on the stub.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class StubError(AssertionError):
+    """The reader's function is still the stub."""
+
+
+def call(fn, *args, name: str | None = None, **kwargs):
+    """Call the reader's function; a stub's ``NotImplementedError`` becomes a clear failure."""
+    label = name or getattr(fn, "__name__", "your function")
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise StubError(
+            f"{label} still raises NotImplementedError: replace the stub's body with your "
+            "implementation, then run this cell again"
+        ) from None
+
+
+def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 1e-8) -> None:
+    """``actual`` must match ``expected`` (tensors or numbers); the message says where not."""
+    if not isinstance(actual, torch.Tensor):
+        try:
+            actual = torch.as_tensor(actual, dtype=expected.dtype if isinstance(expected, torch.Tensor) else None)
+        except Exception:
+            raise AssertionError(f"{what}: expected a tensor or array, got {type(actual).__name__}") from None
+    expected = torch.as_tensor(expected)
+    if actual.shape != expected.shape:
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+    try:
+        torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol, atol=atol)
+    except AssertionError as exc:
+        raise AssertionError(f"{what} is wrong:\n{exc}") from None
+
+
+def passed(message: str) -> str:
+    """What a check prints when it passes."""
+    print(f"Correct: {message}")
+    return message
