@@ -11,8 +11,9 @@ hashable tuple of the operator's non-tensor arguments (stride, dilation, ...). B
 are written as *gathers* (each thread or loop iteration owns one gradient element and sums what
 flows into it), never as scatters with atomics, so their results are deterministic.
 
-The backward is first-order only (``once_differentiable``): ``gradcheck`` checks it, and
-double backward raises a clear error instead of returning a wrong answer.
+The backward is first-order only: ``gradcheck`` checks it, and asking for a graph of the
+gradient (``create_graph=True``, needed for double backward) raises a clear error instead of
+returning gradients that silently do not depend on the inputs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch.autograd.function import once_differentiable
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,12 @@ class KernelFunction(torch.autograd.Function):
         return kernels.forward(config, *inputs)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
+        if torch.is_grad_enabled():  # only true under create_graph=True
+            raise RuntimeError(
+                f"the {ctx.kernels.name!r} backend's backward kernels are first-order only: "
+                "double backward (create_graph=True) is not supported; use backend='torch'"
+            )
         needs = tuple(ctx.needs_input_grad[2:])
         grads = ctx.kernels.backward(
             ctx.config, grad_output.contiguous(), *ctx.saved_tensors, needs=needs

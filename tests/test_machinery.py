@@ -1,0 +1,228 @@
+"""The shared machinery: bootstrap, dispatch, validation, CUDA bridge, benchmarks, helpers."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import dyncore  # first: it selects the CUDA simulator before Numba is imported  # noqa: I001
+import numpy as np
+import pytest
+import torch
+from numba import cuda
+
+from dyncore import _bootstrap, bench, cuda_bridge, utils
+from dyncore import validation as V
+from dyncore.receptive_field import effective_receptive_field, erf_radius, receptive_field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    environ.update(env)
+    environ["PYTHONPATH"] = ROOT + os.pathsep + environ.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environ,
+                          capture_output=True, text=True, timeout=300)
+
+
+# ---------------------------------------------------------------- bootstrap and dispatch
+
+def test_backends_lists_all_four_here():
+    assert dyncore.backends() == ["loops", "numba", "torch", "cuda"]
+    assert dyncore.BACKENDS == ("loops", "numba", "torch", "cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_simulator_is_selected_without_a_gpu():
+    assert _bootstrap.simulating()
+    assert os.environ["NUMBA_ENABLE_CUDASIM"] == "1"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_simulator_is_selected_even_if_numba_was_imported_first():
+    r = run_python("""
+        import numba
+        import dyncore
+        from numba import config
+        assert config.ENABLE_CUDASIM, 'simulator not selected'
+        print(dyncore.backends())
+    """)
+    assert r.returncode == 0, r.stderr
+    assert "'cuda'" in r.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
+def test_environment_override_disables_the_simulator_and_cuda_is_reported_unusable():
+    r = run_python("""
+        import torch, dyncore
+        from dyncore.conv import conv2d
+        print(dyncore.backends())
+        try:
+            conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 1, 1), backend='cuda')
+        except ValueError as e:
+            print('ValueError:', e)
+    """, NUMBA_ENABLE_CUDASIM="0")
+    assert r.returncode == 0, r.stderr
+    assert "['loops', 'numba', 'torch']" in r.stdout
+    assert "ValueError: backend='cuda' is unavailable" in r.stdout
+
+
+def test_resolve_backend():
+    cpu = torch.device("cpu")
+    assert dyncore.resolve_backend("auto", cpu) == "numba"
+    for name in dyncore.BACKENDS:
+        assert dyncore.resolve_backend(name, cpu) == name
+    with pytest.raises(ValueError, match="backend must be one of 'loops', 'numba', 'torch', 'cuda', 'auto'; got 'Numba'"):
+        dyncore.resolve_backend("Numba", cpu)
+    with pytest.raises(ValueError, match="runs on the CPU but the tensors are on a CUDA device"):
+        dyncore.resolve_backend("numba", torch.device("cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
+def test_auto_is_cuda_for_cuda_tensors():
+    assert dyncore.resolve_backend("auto", torch.device("cuda")) == "cuda"
+
+
+# ---------------------------------------------------------------- validation
+
+def test_validation_messages_name_the_argument():
+    with pytest.raises(TypeError, match="filters must be a torch.Tensor; got ndarray"):
+        V.check_tensor("filters", np.zeros(3))
+    with pytest.raises(TypeError, match="an integer/boolean tensor of dtype torch.int64"):
+        V.check_tensor("x", torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="boolean"):
+        V.check_tensor("x", torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"x must be a 4-D tensor \(B, C, H, W\); got a 2-D tensor of shape \(2, 3\)"):
+        V.check_tensor("x", torch.zeros(2, 3), 4, "(B, C, H, W)")
+    with pytest.raises(ValueError, match=r"filters must have shape \(B, k\*k, H, W\) = \(1, 9, 4, 4\); got \(1, 8, 4, 4\)"):
+        V.check_shape("filters", torch.zeros(1, 8, 4, 4), (1, 9, 4, 4), "(B, k*k, H, W)")
+    for bad in (0, 2, -3):
+        with pytest.raises(ValueError, match="kernel_size must be an odd positive int"):
+            V.check_kernel_size("kernel_size", bad)
+    with pytest.raises(TypeError, match="kernel_size must be an int; got float 3.0"):
+        V.check_kernel_size("kernel_size", 3.0)
+    assert V.check_kernel_size("k", np.int64(5)) == 5
+    assert V.as_pair("stride", 2) == (2, 2) and V.as_pair("stride", [1, 3]) == (1, 3)
+
+
+# ---------------------------------------------------------------- the CUDA bridge
+
+@cuda.jit
+def _axpy(a, x, y, out):
+    n = cuda.grid(1)
+    if n < out.size:
+        out[n] = a * x[n] + y[n]
+
+
+def test_launch_config_covers_the_work_exactly_once():
+    for n in (1, 31, 32, 33, 1000, 4097):
+        blocks, threads = cuda_bridge.launch_config(n)
+        assert blocks * threads >= n > (blocks - 1) * threads
+
+
+def test_launch_runs_a_kernel_on_tensors():
+    x, y = torch.arange(50.0), torch.ones(50)
+    out = torch.empty(50)
+    cuda_bridge.launch(_axpy, out.numel(), 2.0, x, y, out)
+    torch.testing.assert_close(out, 2 * x + 1)
+    cuda_bridge.launch(_axpy, 0, 2.0, x, y, out)  # nothing to do is fine
+
+
+def test_on_kernel_device_makes_inputs_contiguous_and_passes_none_through():
+    seen = {}
+
+    @cuda_bridge.on_kernel_device
+    def host(config, t, maybe, needs=None):
+        seen["contiguous"] = t.is_contiguous()
+        seen["device"] = t.device
+        return t * 2, None
+
+    t = torch.arange(12.0).reshape(3, 4).t()
+    doubled, none = host((1,), t, None, needs=(True,))
+    assert seen["contiguous"] and none is None
+    assert doubled.device == t.device
+    torch.testing.assert_close(doubled, 2 * t)
+
+
+# ---------------------------------------------------------------- helpers
+
+def test_set_seed_reproduces():
+    utils.set_seed(3)
+    a = (torch.rand(3), np.random.rand(3))
+    utils.set_seed(3)
+    b = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_show_source_of_python_numba_and_cuda_functions():
+    from dyncore.conv import cuda_kernels, loops, numba_cpu
+
+    for fn, head in [(loops.conv2d_loops, "def conv2d_loops"),
+                     (numba_cpu.conv2d_forward_kernel, "def conv2d_forward_kernel"),
+                     (cuda_kernels.conv2d_forward_kernel, "def conv2d_forward_kernel")]:
+        code = utils.show_source(fn)
+        assert head in code.data
+    assert "class Conv2d" in utils.source(dyncore.conv.Conv2d)
+
+
+def test_machine_report_and_device():
+    report = utils.machine_report()
+    assert "torch" in report and "cuda backend" in report
+    assert utils.default_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_benchmark_compare_reports_medians_and_ratios():
+    x = torch.randn(200, 200)
+    table = bench.compare({"matmul": lambda: x @ x, "add": lambda: x + x}, baseline="add",
+                          min_run_time=0.05, title="toy")
+    assert table.median("matmul") > 0 and table.ratio("add") == 1.0
+    assert table.speedup("add", over="matmul") == pytest.approx(table.ratio("matmul"))
+    text = str(table)
+    assert "toy" in text and "matmul" in text and "x add" in text
+    assert "<table>" in table._repr_html_()
+    with pytest.raises(ValueError, match="baseline"):
+        bench.compare({"a": lambda: None}, baseline="b")
+    with pytest.raises(ValueError, match="at least one"):
+        bench.compare({})
+
+
+def test_plotting_helpers_draw():
+    import matplotlib
+    matplotlib.use("Agg")
+    from dyncore import plotting
+
+    fig = plotting.imshow_grid([torch.randn(5, 5), np.ones((3, 3))], titles=["a", "b"], symmetric=True)
+    assert len(fig.axes) == 2
+    ax = plotting.plot_curves({"loss": [3, 2, 1], "other": [1, 1, 1]}, logy=True)
+    assert ax.get_yscale() == "log"
+    ax = plotting.thread_map((4, 6), 8)
+    assert len(ax.texts) == 24
+
+
+# ---------------------------------------------------------------- receptive fields
+
+def test_receptive_field_formula():
+    assert receptive_field([]) == 1
+    assert receptive_field([(3, 1, 1)] * 4) == 9
+    assert receptive_field([(3, 1, 2)] * 4) == 17
+    assert receptive_field([(3, 2, 1), (3, 2, 1), (3, 1, 1)]) == 1 + 2 + 4 + 8
+    with pytest.raises(ValueError, match="kernel_size, stride, dilation"):
+        receptive_field([(3, 1)])
+    with pytest.raises(ValueError, match=r"layers\[1\] dilation must be a positive int"):
+        receptive_field([(3, 1, 1), (3, 1, 0)])
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_effective_receptive_field_lies_inside_the_theoretical_one(dilation):
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(2, 2, 3, padding=dilation, dilation=dilation) for _ in range(3)]
+    model = torch.nn.Sequential(*layers).double()
+    erf = effective_receptive_field(model, 2, 31, samples=2, dtype=torch.float64)
+    rf = receptive_field([(3, 1, dilation)] * 3)
+    support = (erf > 0).nonzero()
+    extent = int(support[:, 0].max() - support[:, 0].min()) + 1
+    assert extent <= rf
+    assert erf.sum().item() == pytest.approx(1.0)
+    assert 0 < erf_radius(erf, 0.95) <= rf // 2
