@@ -20,7 +20,7 @@ def conv2d_torch(x, weight, bias, geometry):
     cols = F.unfold(xp, (kh, kw), dilation=geometry.dilation, stride=geometry.stride)
     cols = cols.reshape(B, groups, Cin_g * kh * kw, Ho * Wo)  # (B, groups, Cin_g*kh*kw, L)
     w = weight.reshape(groups, Cout // groups, Cin_g * kh * kw)
-    out = torch.einsum("gok,bgkl->bgol", w, cols).reshape(B, Cout, Ho, Wo)
+    out = torch.matmul(w, cols).reshape(B, Cout, Ho, Wo)  # (groups, o, k) @ (B, groups, k, L)
     if bias is not None:
         out = out + bias.view(1, Cout, 1, 1)
     return out
