@@ -6,12 +6,16 @@ name -> check), the stubs are the functions its code cells define (cells tagged
 ``exercises/solutions/NN_name.py``.
 """
 
+import functools
 import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import jupytext
 import pytest
+
+from dyncore.exercises import StubError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.md"))
@@ -21,6 +25,7 @@ def checks_for(notebook: Path) -> dict:
     return importlib.import_module(f"dyncore.exercises.ch{notebook.stem[:2]}").CHECKS
 
 
+@functools.cache
 def load_solutions(notebook: Path):
     path = ROOT / "exercises" / "solutions" / f"{notebook.stem}.py"
     spec = importlib.util.spec_from_file_location(f"solutions_{notebook.stem}", path)
@@ -29,6 +34,7 @@ def load_solutions(notebook: Path):
     return module
 
 
+@functools.cache
 def load_stubs(notebook: Path) -> dict:
     nb = jupytext.read(notebook)
     namespace: dict = {}
@@ -37,6 +43,9 @@ def load_stubs(notebook: Path) -> dict:
             continue
         source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
         exec(compile(source, f"{notebook.name} cell", "exec"), namespace)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:  # the notebook's pictures: figures stay open until closed
+        pyplot.close("all")
     return namespace
 
 
@@ -61,5 +70,5 @@ def test_check_passes_on_solution(notebook, name):
 
 @pytest.mark.parametrize("notebook,name", CASES, ids=IDS)
 def test_check_fails_on_stub(notebook, name):
-    with pytest.raises(AssertionError):
+    with pytest.raises(StubError):
         checks_for(notebook)[name](load_stubs(notebook)[name])

@@ -23,15 +23,18 @@ def call(fn, *args, name: str | None = None, **kwargs):
     label = name or getattr(fn, "__name__", "your function")
     try:
         return fn(*args, **kwargs)
-    except NotImplementedError:
+    except NotImplementedError as exc:
+        detail = f" ({exc})" if str(exc) else ""
         raise StubError(
-            f"{label} still raises NotImplementedError: replace the stub's body with your "
-            "implementation, then run this cell again"
+            f"{label} still raises NotImplementedError{detail}: replace the stub's body with "
+            "your implementation, then run this cell again"
         ) from None
 
 
 def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 1e-8) -> None:
     """``actual`` must match ``expected`` (tensors or numbers); the message says where not."""
+    if actual is None:
+        raise AssertionError(f"{what}: your function returned None; did you forget to `return` the result?")
     if not isinstance(actual, torch.Tensor):
         try:
             actual = torch.as_tensor(actual, dtype=expected.dtype if isinstance(expected, torch.Tensor) else None)
@@ -46,7 +49,6 @@ def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 
         raise AssertionError(f"{what} is wrong:\n{exc}") from None
 
 
-def passed(message: str) -> str:
-    """What a check prints when it passes."""
+def passed(message: str) -> None:
+    """What a check prints when it passes (it returns nothing, so Jupyter shows it once)."""
     print(f"Correct: {message}")
-    return message
