@@ -1,4 +1,4 @@
-"""Timing helpers over ``torch.utils.benchmark``: medians, and ratios taken in one run.
+"""Timing and memory helpers: medians and ratios over ``torch.utils.benchmark``, peak memory.
 
 These machines are shared and noisy, so the book never quotes an absolute time alone: it
 times the contenders one after another in one process and reports their ratios.
@@ -6,6 +6,9 @@ times the contenders one after another in one process and reports their ratios.
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -84,3 +87,47 @@ def compare(fns: dict[str, Callable[[], object]], baseline: str | None = None,
             fn()
     timings = {name: time_callable(fn, name, min_run_time) for name, fn in fns.items()}
     return BenchmarkTable(timings, baseline, title)
+
+
+def _proc_status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError(f"{key} not found in /proc/self/status")
+
+
+def peak_memory(fn: Callable[[], object], device: str | torch.device = "cpu", warmup: int = 1) -> int:
+    """Extra memory, in bytes, that one call of ``fn()`` needs at its peak.
+
+    * CUDA: ``torch.cuda.max_memory_allocated`` over the call, minus what was allocated before.
+    * CPU (Linux): the process's peak resident memory (``VmHWM``), reset just before the call
+      by writing ``5`` to ``/proc/self/clear_refs``, minus the resident memory at that moment.
+      Freed heap memory is first returned to the system (``malloc_trim``) so that the call's
+      allocations show up as new pages. This sees every allocation -- PyTorch's, NumPy's and
+      Numba's -- at page granularity (4 KiB), for the whole process: run nothing else meanwhile.
+
+    ``warmup`` calls come first, so one-time costs (JIT compilation, caches) are not counted.
+    """
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - before)
+    if not os.path.exists("/proc/self/clear_refs"):
+        raise RuntimeError("peak_memory on the CPU needs Linux (/proc/self/clear_refs)")
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident size
+    before = _proc_status_bytes("VmRSS:")
+    fn()
+    return max(0, _proc_status_bytes("VmHWM:") - before)

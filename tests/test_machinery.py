@@ -226,3 +226,17 @@ def test_effective_receptive_field_lies_inside_the_theoretical_one(dilation):
     assert extent <= rf
     assert erf.sum().item() == pytest.approx(1.0)
     assert 0 < erf_radius(erf, 0.95) <= rf // 2
+
+
+def test_peak_memory_sees_a_large_temporary_and_not_a_small_one():
+    n = 4_000_000  # 16 MB of float32
+
+    def big():
+        t = torch.ones(n)
+        return float(t[0])
+
+    def small():
+        return float(torch.ones(10)[0])
+
+    assert 0.9 * 4 * n <= bench.peak_memory(big) <= 1.5 * 4 * n
+    assert bench.peak_memory(small) < 0.1 * 4 * n
