@@ -16,6 +16,11 @@ import torch
 import torch.utils.benchmark as tb
 
 
+def _fmt_ratio(r: float) -> str:
+    """Three significant digits, without scientific notation for large ratios."""
+    return f"{r:,.0f}" if r >= 1000 else f"{r:.3g}"
+
+
 @dataclass
 class Timing:
     name: str
@@ -51,12 +56,12 @@ class BenchmarkTable:
         head = f"{'':<28}{'median ms':>12}{'IQR ms':>10}{'x ' + self.baseline:>18}"
         lines = [self.title, head] if self.title else [head]
         for name, med, iqr, ratio in self.rows():
-            lines.append(f"{name:<28}{med:>12.4g}{iqr:>10.2g}{ratio:>18.3g}")
+            lines.append(f"{name:<28}{med:>12.4g}{iqr:>10.2g}{_fmt_ratio(ratio):>18}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         cells = "".join(
-            f"<tr><td style='text-align:left'>{n}</td><td>{m:.4g}</td><td>{i:.2g}</td><td>{r:.3g}</td></tr>"
+            f"<tr><td style='text-align:left'>{n}</td><td>{m:.4g}</td><td>{i:.2g}</td><td>{_fmt_ratio(r)}</td></tr>"
             for n, m, i, r in self.rows()
         )
         caption = f"<caption>{self.title}</caption>" if self.title else ""

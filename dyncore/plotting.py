@@ -85,3 +85,82 @@ def thread_map(shape: tuple[int, int], threads_per_block: int, ax=None, title: s
     ax.set_ylabel("yo")
     ax.set_title(title or f"colour = block, number = thread (blockDim {threads_per_block})", fontsize=9)
     return ax
+
+
+def tap_grid(kernel_size: int, dilation: int = 1, ax=None, title: str | None = None, margin: int = 1):
+    """Draw the taps of a ``k x k`` kernel with dilation ``d`` on the input pixels around a centre.
+
+    Tap ``t = i*k + j`` sits at offset ``((i - r)*d, (j - r)*d)`` from the centre pixel, with
+    ``r = (k - 1) // 2`` (the book's convention, contract.md); each tap's square shows ``t``,
+    the centre tap is highlighted, and pixels no tap reads stay white. ``margin`` adds that
+    many untouched pixels on each side. Returns the axes.
+    """
+    from . import validation as V
+
+    k = V.check_kernel_size("kernel_size", kernel_size)
+    d = V.check_positive_int("dilation", dilation)
+    m = V.check_nonnegative_int("margin", margin)
+    r = (k - 1) // 2
+    half = r * d + m
+    side = 2 * half + 1
+    grid = np.zeros((side, side))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.32 * side + 1.2, 0.32 * side + 1.0))
+    for i in range(k):
+        for j in range(k):
+            oy, ox = (i - r) * d, (j - r) * d
+            grid[oy + half, ox + half] = 2 if (i == r and j == r) else 1
+            ax.text(ox, oy, str(i * k + j), ha="center", va="center",
+                    fontsize=8 if side < 16 else 6)
+    extent = (-half - 0.5, half + 0.5, half + 0.5, -half - 0.5)
+    ax.imshow(grid, cmap="Blues", vmin=0, vmax=3.2, extent=extent, interpolation="nearest")
+    ticks = range(-half, half + 1)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xticks(np.arange(-half - 0.5, half + 1), minor=True)
+    ax.set_yticks(np.arange(-half - 0.5, half + 1), minor=True)
+    ax.grid(which="minor", color="0.8", linewidth=0.5)
+    ax.tick_params(which="both", length=0, labelsize=7)
+    ax.set_xlabel("column offset  (j - r) d")
+    ax.set_ylabel("row offset  (i - r) d")
+    ax.set_title(title or f"taps t = i*k + j, k = {k}, d = {d}", fontsize=9)
+    return ax
+
+
+def plot_erf(erf, rf: int | None = None, ax=None, title: str | None = None, log: bool = False,
+             colorbar: bool = True):
+    """Show an effective-receptive-field map (e.g. from ``effective_receptive_field``).
+
+    ``rf`` outlines the theoretical receptive field, a centred ``rf x rf`` square (the centre
+    is pixel ``(H // 2, W // 2)``, as in ``effective_receptive_field``). ``log=True`` shows
+    ``log10`` of the map (zeros stay blank), which makes the faint tails visible. Returns the axes.
+    """
+    erf = _to_numpy(erf).astype(float)
+    if erf.ndim != 2:
+        raise ValueError(f"erf must be a 2-D map (H, W); got shape {erf.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.4, 3.0))
+    if log:
+        shown = np.full_like(erf, np.nan)
+        positive = erf > 0
+        shown[positive] = np.log10(erf[positive])
+        label = "log10 |d out[centre] / d x| (share)"
+    else:
+        shown, label = erf, "|d out[centre] / d x| (share)"
+    im = ax.imshow(shown, cmap="magma", interpolation="nearest")
+    if rf is not None:
+        from matplotlib.patches import Rectangle
+
+        H, W = erf.shape
+        half = rf / 2
+        ax.add_patch(Rectangle((W // 2 - half, H // 2 - half), rf, rf, fill=False,
+                               edgecolor="tab:cyan", linewidth=1.2, linestyle="--",
+                               label=f"theoretical RF {rf} x {rf}"))
+        ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    if title:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label, fontsize=7)
+    return ax
