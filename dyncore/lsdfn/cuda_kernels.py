@@ -1,0 +1,239 @@
+"""LS-DFN as Numba CUDA kernels: one thread per element of the tensor being written.
+
+Thread-to-data mapping (drawn in Chapter 3): thread ``n = cuda.grid(1)`` owns element ``n`` of
+the flattened tensor it writes and loops over what flows into it.
+
+* forward: a thread per output ``(b, v, y, x)``, looping over the ``s*s`` samples and, per
+  sample, ``k*k`` taps on the channel-sum map ``S`` plus ``C`` channels at the centre tap:
+  ``s*s*(C + k*k)`` multiply-adds (the factorization of Eq. 3.8);
+* backward: gathers, a thread per element of ``dL/dA_sam``, ``dL/dA_pos``, ``dL/dU``, ``dL/dV``,
+  ``dL/dS`` and ``dL/dx``, with the formulas of :mod:`dyncore.lsdfn.numba_cpu`. No atomics, so
+  the results do not depend on thread scheduling.
+
+The host functions at the bottom launch them through :mod:`dyncore.cuda_bridge` (a GPU, or the
+Numba CUDA simulator).
+"""
+
+import torch
+from numba import cuda
+
+from ..autograd import KernelSet
+from ..cuda_bridge import launch, on_kernel_device
+
+
+@cuda.jit(cache=True)
+def channel_sum_kernel(x, S):
+    n = cuda.grid(1)
+    B, C, H, W = x.shape
+    if n >= B * H * W:
+        return
+    xx, y, b = n % W, (n // W) % H, n // (W * H)
+    acc = S.dtype.type(0)
+    for u in range(C):
+        acc += x[b, u, y, xx]
+    S[b, y, xx] = acc
+
+
+@cuda.jit(device=True)
+def sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k):
+    """The bracket of Eq. 4 for output ``(y, xx)`` and sample centre ``(ym, xm)`` (inside)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    r = (k - 1) // 2
+    centre = k * k // 2
+    ux = S.dtype.type(0)
+    for u in range(C):
+        ux += U[b, v, u, y, xx] * x[b, u, ym, xm]
+    acc = PA[b, v, centre, ym, xm] * ux
+    for t in range(k * k):
+        py, px = ym + t // k - r, xm + t % k - r
+        if 0 <= py < H and 0 <= px < W:
+            acc += PA[b, v, t, ym, xm] * V[b, v, t, y, xx] * S[b, py, px]
+    return acc
+
+
+@cuda.jit(cache=True)
+def lsdfn_forward_kernel(x, S, U, V, SA, PA, out, k, s, g):
+    n = cuda.grid(1)
+    B, Co, H, W = out.shape
+    if n >= B * Co * H * W:
+        return
+    xx, y = n % W, (n // W) % H
+    v, b = (n // (W * H)) % Co, n // (W * H * Co)
+    rs = (s - 1) // 2
+    acc = out.dtype.type(0)
+    for m in range(s * s):
+        ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
+        if 0 <= ym < H and 0 <= xm < W:
+            acc += SA[b, v, m, y, xx] * sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k)
+    out[b, v, y, xx] = acc
+
+
+@cuda.jit(cache=True)
+def lsdfn_grad_sample_attention_kernel(grad_out, x, S, U, V, PA, grad_SA, k, s, g):
+    n = cuda.grid(1)
+    B, Co, s2, H, W = grad_SA.shape
+    if n >= B * Co * s2 * H * W:
+        return
+    xx, y = n % W, (n // W) % H
+    m, v, b = (n // (W * H)) % s2, (n // (W * H * s2)) % Co, n // (W * H * s2 * Co)
+    rs = (s - 1) // 2
+    ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
+    val = grad_SA.dtype.type(0)
+    if 0 <= ym < H and 0 <= xm < W:
+        val = grad_out[b, v, y, xx] * sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k)
+    grad_SA[b, v, m, y, xx] = val
+
+
+@cuda.jit(cache=True)
+def lsdfn_grad_V_kernel(grad_out, S, SA, PA, grad_V, k, s, g):
+    n = cuda.grid(1)
+    B, Co, k2, H, W = grad_V.shape
+    if n >= B * Co * k2 * H * W:
+        return
+    xx, y = n % W, (n // W) % H
+    t, v, b = (n // (W * H)) % k2, (n // (W * H * k2)) % Co, n // (W * H * k2 * Co)
+    r, rs = (k - 1) // 2, (s - 1) // 2
+    acc = grad_V.dtype.type(0)
+    for m in range(s * s):
+        ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
+        py, px = ym + t // k - r, xm + t % k - r
+        if 0 <= ym < H and 0 <= xm < W and 0 <= py < H and 0 <= px < W:
+            acc += SA[b, v, m, y, xx] * PA[b, v, t, ym, xm] * S[b, py, px]
+    grad_V[b, v, t, y, xx] = grad_out[b, v, y, xx] * acc
+
+
+@cuda.jit(cache=True)
+def lsdfn_grad_U_kernel(grad_out, x, SA, PA, grad_U, k, s, g):
+    n = cuda.grid(1)
+    B, Co, C, H, W = grad_U.shape
+    if n >= B * Co * C * H * W:
+        return
+    xx, y = n % W, (n // W) % H
+    u, v, b = (n // (W * H)) % C, (n // (W * H * C)) % Co, n // (W * H * C * Co)
+    rs = (s - 1) // 2
+    centre = k * k // 2
+    acc = grad_U.dtype.type(0)
+    for m in range(s * s):
+        ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
+        if 0 <= ym < H and 0 <= xm < W:
+            acc += SA[b, v, m, y, xx] * PA[b, v, centre, ym, xm] * x[b, u, ym, xm]
+    grad_U[b, v, u, y, xx] = grad_out[b, v, y, xx] * acc
+
+
+@cuda.jit(cache=True)
+def lsdfn_grad_position_attention_kernel(grad_out, x, S, U, V, SA, grad_PA, k, s, g):
+    n = cuda.grid(1)
+    B, Co, k2, H, W = grad_PA.shape
+    if n >= B * Co * k2 * H * W:
+        return
+    q, p = n % W, (n // W) % H
+    t, v, b = (n // (W * H)) % k2, (n // (W * H * k2)) % Co, n // (W * H * k2 * Co)
+    C = x.shape[1]
+    r, rs = (k - 1) // 2, (s - 1) // 2
+    centre = k * k // 2
+    py, px = p + t // k - r, q + t % k - r
+    s_tap = S.dtype.type(0)
+    if 0 <= py < H and 0 <= px < W:
+        s_tap = S[b, py, px]
+    acc = grad_PA.dtype.type(0)
+    for m in range(s * s):
+        y, xx = p - (m // s - rs) * g, q - (m % s - rs) * g  # the output centred here by sample m
+        if y < 0 or y >= H or xx < 0 or xx >= W:
+            continue
+        term = V[b, v, t, y, xx] * s_tap
+        if t == centre:
+            for u in range(C):
+                term += U[b, v, u, y, xx] * x[b, u, p, q]
+        acc += grad_out[b, v, y, xx] * SA[b, v, m, y, xx] * term
+    grad_PA[b, v, t, p, q] = acc
+
+
+@cuda.jit(cache=True)
+def lsdfn_grad_channel_sum_kernel(grad_out, V, SA, PA, grad_S, k, s, g):
+    n = cuda.grid(1)
+    B, H, W = grad_S.shape
+    if n >= B * H * W:
+        return
+    q, p, b = n % W, (n // W) % H, n // (W * H)
+    Co = grad_out.shape[1]
+    r, rs = (k - 1) // 2, (s - 1) // 2
+    acc = grad_S.dtype.type(0)
+    for v in range(Co):
+        for t in range(k * k):
+            ym, xm = p - (t // k - r), q - (t % k - r)
+            if ym < 0 or ym >= H or xm < 0 or xm >= W:
+                continue
+            for m in range(s * s):
+                y, xx = ym - (m // s - rs) * g, xm - (m % s - rs) * g
+                if 0 <= y < H and 0 <= xx < W:
+                    acc += (grad_out[b, v, y, xx] * SA[b, v, m, y, xx]
+                            * PA[b, v, t, ym, xm] * V[b, v, t, y, xx])
+    grad_S[b, p, q] = acc
+
+
+@cuda.jit(cache=True)
+def lsdfn_grad_input_kernel(grad_out, U, SA, PA, grad_S, grad_x, k, s, g):
+    n = cuda.grid(1)
+    B, C, H, W = grad_x.shape
+    if n >= B * C * H * W:
+        return
+    q, p = n % W, (n // W) % H
+    u, b = (n // (W * H)) % C, n // (W * H * C)
+    Co = grad_out.shape[1]
+    rs = (s - 1) // 2
+    centre = k * k // 2
+    acc = grad_S[b, p, q]
+    for v in range(Co):
+        for m in range(s * s):
+            y, xx = p - (m // s - rs) * g, q - (m % s - rs) * g
+            if 0 <= y < H and 0 <= xx < W:
+                acc += (grad_out[b, v, y, xx] * SA[b, v, m, y, xx]
+                        * PA[b, v, centre, p, q] * U[b, v, u, y, xx])
+    grad_x[b, u, p, q] = acc
+
+
+def _channel_sum(x):
+    S = x.new_empty(x.shape[0], x.shape[2], x.shape[3])
+    launch(channel_sum_kernel, S.numel(), x, S)
+    return S
+
+
+@on_kernel_device
+def forward(config, x, U, V, sample_attention, position_attention):
+    k, s, g = config
+    out = x.new_empty(x.shape[0], U.shape[1], x.shape[2], x.shape[3])
+    launch(lsdfn_forward_kernel, out.numel(), x, _channel_sum(x), U, V,
+           sample_attention, position_attention, out, k, s, g)
+    return out
+
+
+@on_kernel_device
+def backward(config, grad_out, x, U, V, sample_attention, position_attention, needs):
+    k, s, g = config
+    need_x, need_U, need_V, need_SA, need_PA = needs
+    SA, PA = sample_attention, position_attention
+    S = _channel_sum(x)
+    grad_x = grad_U = grad_V = grad_SA = grad_PA = None
+    if need_x:
+        grad_S = torch.empty_like(S)
+        launch(lsdfn_grad_channel_sum_kernel, grad_S.numel(), grad_out, V, SA, PA, grad_S, k, s, g)
+        grad_x = torch.empty_like(x)
+        launch(lsdfn_grad_input_kernel, grad_x.numel(), grad_out, U, SA, PA, grad_S, grad_x, k, s, g)
+    if need_U:
+        grad_U = torch.empty_like(U)
+        launch(lsdfn_grad_U_kernel, grad_U.numel(), grad_out, x, SA, PA, grad_U, k, s, g)
+    if need_V:
+        grad_V = torch.empty_like(V)
+        launch(lsdfn_grad_V_kernel, grad_V.numel(), grad_out, S, SA, PA, grad_V, k, s, g)
+    if need_SA:
+        grad_SA = torch.empty_like(SA)
+        launch(lsdfn_grad_sample_attention_kernel, grad_SA.numel(), grad_out, x, S, U, V, PA,
+               grad_SA, k, s, g)
+    if need_PA:
+        grad_PA = torch.empty_like(PA)
+        launch(lsdfn_grad_position_attention_kernel, grad_PA.numel(), grad_out, x, S, U, V, SA,
+               grad_PA, k, s, g)
+    return grad_x, grad_U, grad_V, grad_SA, grad_PA
+
+
+LARGE_SAMPLING_FILTER = KernelSet("cuda", forward, backward)
