@@ -1,0 +1,263 @@
+"""Checks for the exercises of Chapter 5, PAD-Nets (``exercises/05_pad_nets.md``).
+
+* :func:`check_gumbel_max_sample` -- Gumbel-max sampling from given uniform noise, against the
+  formula, and by its frequencies against ``softmax(logits)``;
+* :func:`check_straight_through_gates` -- the straight-through Gumbel-softmax: one-hot forward,
+  the soft sample's gradient backward, against a reference computed here;
+* :func:`check_gate_gradient` -- ``dL/dgates`` of ``adaptive_dilation_conv`` written by hand,
+  against PyTorch's autograd of the gated sum, in float64;
+* :func:`check_receptive_field_distribution` -- the law of the receptive field of a PAD stack
+  whose layers draw their dilations at random, against enumeration, and every side against the
+  measured gradient support of a plain dilated stack (:func:`dyncore.exercises.ch01.measured_receptive_field`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..receptive_field import receptive_field
+from . import call, expect_close, passed
+from .ch01 import measured_receptive_field
+
+__all__ = [
+    "CHECKS",
+    "check_gumbel_max_sample",
+    "check_straight_through_gates",
+    "check_gate_gradient",
+    "check_receptive_field_distribution",
+    "reference_receptive_field_distribution",
+]
+
+
+def _shape(t) -> tuple:
+    return tuple(t.shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1: Gumbel-max sampling
+# --------------------------------------------------------------------------------------------
+
+#: Shapes of ``logits`` (the last axis holds the D options).
+GUMBEL_SHAPES = [(3,), (4, 5), (2, 3, 2), (6, 1)]
+
+
+def _reference_gumbel_max(logits, uniform):
+    return (logits - torch.log(-torch.log(uniform))).argmax(-1)
+
+
+def check_gumbel_max_sample(fn) -> None:
+    """``fn(logits, uniform)`` must return ``argmax(logits - log(-log(uniform)))`` over the last
+    axis, an integer tensor of shape ``logits.shape[:-1]``."""
+    gen = torch.Generator().manual_seed(501)
+    for shape in GUMBEL_SHAPES:
+        logits = torch.randn(shape, generator=gen, dtype=torch.float64) * 2
+        uniform = torch.rand(shape, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+        expected = _reference_gumbel_max(logits, uniform)
+        what = f"gumbel_max_sample(logits of shape {shape}, uniform of shape {shape})"
+        got = call(fn, logits.clone(), uniform.clone(), name="gumbel_max_sample")
+        if got is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
+        if not isinstance(got, torch.Tensor):
+            raise AssertionError(f"{what} returned a {type(got).__name__}; return a tensor of indices")
+        if _shape(got) != _shape(expected):
+            raise AssertionError(
+                f"{what}: expected indices of shape {_shape(expected)} (one per row of logits, "
+                f"the argmax over the last axis), got shape {_shape(got)}")
+        if got.dtype.is_floating_point:
+            raise AssertionError(f"{what} returned a {got.dtype} tensor; return integer indices "
+                                 "(argmax gives int64)")
+        if not torch.equal(got.long(), expected):
+            noiseless = logits.argmax(-1)
+            hint = (" It equals argmax(logits): the noise is missing." if torch.equal(got.long(), noiseless)
+                    and not torch.equal(noiseless, expected) else
+                    " The Gumbel(0, 1) noise is g = -log(-log(u)).")
+            raise AssertionError(f"{what} returned {got.tolist()}, expected {expected.tolist()}.{hint}")
+    # the point of the trick: the samples follow softmax(logits)
+    logits = torch.tensor([1.0, 0.0, -1.0, 2.0], dtype=torch.float64)
+    n = 40_000
+    uniform = torch.rand(n, 4, generator=gen, dtype=torch.float64).clamp(1e-12, 1 - 1e-12)
+    samples = call(fn, logits.expand(n, 4).clone(), uniform, name="gumbel_max_sample").long()
+    freq = torch.bincount(samples, minlength=4).double() / n
+    p = torch.softmax(logits, 0)
+    worst = ((freq - p).abs() / (p * (1 - p) / n).sqrt()).max().item()  # in standard errors
+    if worst > 5:
+        raise AssertionError(f"the frequencies of your samples, {freq.tolist()}, are not "
+                             f"softmax(logits) = {p.tolist()}")
+    passed(f"gumbel_max_sample is argmax(logits + g) with g = -log(-log(u)) on {len(GUMBEL_SHAPES)} "
+           f"shapes, and {n} samples follow softmax(logits) (largest deviation {worst:.1f} "
+           "standard errors)")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 2: straight-through Gumbel-softmax gates
+# --------------------------------------------------------------------------------------------
+
+#: (B, D, H, W, tau)
+STRAIGHT_THROUGH_CASES = [(1, 3, 2, 2, 1.0), (2, 3, 3, 4, 0.5), (1, 2, 5, 3, 2.0), (2, 4, 2, 3, 0.25)]
+
+
+def check_straight_through_gates(fn) -> None:
+    """``fn(priors, gumbel, tau)`` must return gates ``(B, D, H, W)`` whose *values* are the
+    one-hot argmax over axis 1 of ``priors + gumbel`` and whose *gradient* with respect to
+    ``priors`` is that of the soft sample ``softmax((priors + gumbel) / tau, dim=1)``."""
+    gen = torch.Generator().manual_seed(502)
+    for B, D, H, W, tau in STRAIGHT_THROUGH_CASES:
+        priors = torch.randn(B, D, H, W, generator=gen, dtype=torch.float64)
+        gumbel = -torch.log(-torch.log(torch.rand(B, D, H, W, generator=gen, dtype=torch.float64)))
+        upstream = torch.randn(B, D, H, W, generator=gen, dtype=torch.float64)
+        what = f"straight_through_gates(priors of shape {(B, D, H, W)}, gumbel, tau={tau})"
+        index = (priors + gumbel).argmax(1)
+        hard = F.one_hot(index, D).permute(0, 3, 1, 2).to(torch.float64)
+        p = priors.clone().requires_grad_()
+        soft = torch.softmax((p + gumbel) / tau, dim=1)
+        (expected_grad,) = torch.autograd.grad(soft, p, upstream)
+
+        p = priors.clone().requires_grad_()
+        with torch.enable_grad():
+            gates = call(fn, p, gumbel.clone(), tau, name="straight_through_gates")
+        if gates is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
+        if _shape(gates) != (B, D, H, W):
+            raise AssertionError(f"{what}: expected gates of shape {(B, D, H, W)}, got {_shape(gates)}")
+        if torch.allclose(gates.detach(), soft.detach()) and not torch.allclose(soft.detach(), hard):
+            raise AssertionError(f"{what} returned the soft sample: the forward value must be "
+                                 "one-hot (the argmax), only the gradient is the soft sample's")
+        expect_close(gates.detach(), hard, f"{what}, forward value (one-hot argmax over axis 1)",
+                     rtol=0, atol=1e-12)
+        if not gates.requires_grad:
+            raise AssertionError(f"{what}: the gates do not depend on priors in the autograd graph "
+                                 "(a detached one-hot has no gradient); add the soft sample back "
+                                 "in, as y_hard - y_soft.detach() + y_soft")
+        (grad,) = torch.autograd.grad(gates, p, upstream, allow_unused=True)
+        if grad is None:
+            raise AssertionError(f"{what}: no gradient reaches priors")
+        expect_close(grad, expected_grad,
+                     f"{what}, gradient with respect to priors (that of softmax((priors + gumbel) / tau))",
+                     rtol=1e-9, atol=1e-12)
+    passed(f"straight_through_gates is one-hot forward with the soft sample's gradient on "
+           f"{len(STRAIGHT_THROUGH_CASES)} shapes and temperatures")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 3: the gate gradient by hand
+# --------------------------------------------------------------------------------------------
+
+#: (B, Cin, Cout, H, W, k, dilations)
+GATE_GRAD_CASES = [
+    (1, 1, 1, 5, 5, 3, (1,)),
+    (1, 2, 3, 6, 7, 3, (1, 2)),
+    (2, 3, 2, 7, 5, 3, (1, 2, 4)),   # dilation 4: most taps fall outside a 5-wide image
+    (1, 2, 2, 6, 6, 5, (1, 3)),
+    (2, 1, 3, 4, 6, 1, (2, 5)),      # k = 1: every dilation gives the same response
+]
+
+
+def _gated_sum(x, weight, gates, dilations):
+    r = (weight.shape[-1] - 1) // 2
+    return sum(gates[:, d:d + 1] * F.conv2d(x, weight, padding=dil * r, dilation=dil)
+               for d, dil in enumerate(dilations))
+
+
+def check_gate_gradient(fn) -> None:
+    """``fn(x, weight, grad_out, dilations)`` must return ``dL/dgates`` ``(B, D, H, W)`` of
+    ``out = adaptive_dilation_conv(x, weight, bias, gates, dilations=dilations)`` when
+    ``dL/dout = grad_out``. The reader's function runs under ``torch.no_grad()``."""
+    gen = torch.Generator().manual_seed(503)
+    for B, Cin, Cout, H, W, k, dilations in GATE_GRAD_CASES:
+        D = len(dilations)
+        x = torch.randn(B, Cin, H, W, generator=gen, dtype=torch.float64)
+        weight = torch.randn(Cout, Cin, k, k, generator=gen, dtype=torch.float64)
+        grad_out = torch.randn(B, Cout, H, W, generator=gen, dtype=torch.float64)
+        gates = torch.softmax(torch.randn(B, D, H, W, generator=gen, dtype=torch.float64), 1)
+        gates.requires_grad_()
+        with torch.enable_grad():
+            (expected,) = torch.autograd.grad(_gated_sum(x, weight, gates, dilations), gates, grad_out)
+        what = (f"gate_gradient(x of shape {_shape(x)}, weight of shape {_shape(weight)}, "
+                f"grad_out of shape {_shape(grad_out)}, dilations={dilations})")
+        try:
+            with torch.no_grad():
+                got = call(fn, x.clone(), weight.clone(), grad_out.clone(), dilations,
+                           name="gate_gradient")
+        except RuntimeError as exc:
+            if "grad" not in str(exc):
+                raise
+            raise AssertionError(f"{what} raised RuntimeError: {exc}\nThe check calls your function "
+                                 "under torch.no_grad(): compute the gradient by hand.") from None
+        if got is not None and getattr(got, "shape", None) is not None and _shape(got) != (B, D, H, W):
+            raise AssertionError(f"{what}: expected shape (B, D, H, W) = {(B, D, H, W)}, got "
+                                 f"{_shape(got)}. There is one gate, and one gradient, per "
+                                 "dilation and pixel: sum over the output channels.")
+        expect_close(got, expected, what, rtol=1e-9, atol=1e-9)
+    passed(f"gate_gradient matches autograd of the gated sum on {len(GATE_GRAD_CASES)} shapes, "
+           "kernel sizes and dilation sets (float64)")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 4: the receptive field of a PAD stack
+# --------------------------------------------------------------------------------------------
+
+#: (kernel_size, dilations, probs): one probability vector over the dilations per layer.
+RF_CASES = [
+    (3, (1,), [[1.0]]),
+    (3, (1, 2, 4), [[0.0, 0.0, 1.0]]),
+    (3, (1, 2, 4), [[0.5, 0.25, 0.25], [0.1, 0.2, 0.7]]),
+    (3, (1, 2, 4), [[0.2, 0.3, 0.5]] * 3),  # sides coincide: 1 + 2 + 4 = 2 + 2 + 2 + ...
+    (5, (1, 3), [[0.6, 0.4], [0.3, 0.7], [1.0, 0.0]]),
+    (1, (1, 2), [[0.5, 0.5], [0.5, 0.5]]),  # 1 x 1 kernels see one pixel, whatever the dilation
+]
+
+
+def reference_receptive_field_distribution(kernel_size, dilations, probs) -> dict[int, float]:
+    """By enumeration of every choice of one dilation per layer."""
+    law: dict[int, float] = {}
+    for choice in itertools.product(range(len(dilations)), repeat=len(probs)):
+        p = math.prod(probs[layer][d] for layer, d in enumerate(choice))
+        if p == 0:
+            continue
+        side = receptive_field([(kernel_size, 1, dilations[d]) for d in choice])
+        law[side] = law.get(side, 0.0) + p
+    return law
+
+
+def check_receptive_field_distribution(fn) -> None:
+    """``fn(kernel_size, dilations, probs)`` must return a dict ``{side: probability}``: the law
+    of the receptive field's side when layer ``l`` of a stack of ``k x k`` convolutions (stride 1)
+    uses dilation ``dilations[d]`` with probability ``probs[l][d]``, independently of the others."""
+    for k, dilations, probs in RF_CASES:
+        expected = reference_receptive_field_distribution(k, dilations, probs)
+        for choice in itertools.product(dilations, repeat=len(probs)):  # the check's own judge
+            layers = [(k, 1, d) for d in choice]
+            if receptive_field(layers) != measured_receptive_field(layers):
+                raise RuntimeError(f"internal error in the check for {layers}; please report this")
+        what = f"receptive_field_distribution({k}, {dilations}, {probs})"
+        got = call(fn, k, tuple(dilations), [list(p) for p in probs], name="receptive_field_distribution")
+        if not isinstance(got, dict):
+            raise AssertionError(f"{what} returned {type(got).__name__} {got!r}; return a dict "
+                                 "{side: probability}")
+        got = {int(s): float(p) for s, p in got.items() if float(p) != 0.0}
+        total = sum(got.values())
+        if abs(total - 1) > 1e-9:
+            raise AssertionError(f"{what} returned probabilities that sum to {total}, not 1: {got}")
+        if set(got) != set(expected) or any(abs(got[s] - expected[s]) > 1e-9 for s in expected):
+            mean = sum(s * p for s, p in got.items())
+            want_mean = sum(s * p for s, p in expected.items())
+            hint = ""
+            if abs(mean - want_mean) > 1e-9:
+                hint = (f"\nIts mean is {mean:g}, but E[side] = 1 + (k - 1) * sum over layers of "
+                        f"E[dilation] = {want_mean:g}: is the span of one layer (k - 1) * d?")
+            raise AssertionError(f"{what} returned {dict(sorted(got.items()))}, expected "
+                                 f"{dict(sorted(expected.items()))}{hint}")
+    passed(f"receptive_field_distribution agrees with enumeration on {len(RF_CASES)} stacks, and "
+           "every side with the measured gradient support of its plain dilated stack")
+
+
+CHECKS = {
+    "gumbel_max_sample": check_gumbel_max_sample,
+    "straight_through_gates": check_straight_through_gates,
+    "gate_gradient": check_gate_gradient,
+    "receptive_field_distribution": check_receptive_field_distribution,
+}

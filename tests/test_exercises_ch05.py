@@ -1,0 +1,208 @@
+"""The checks of Chapter 5's exercises reject plausible wrong answers, with a useful message."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dyncore.exercises import StubError, ch05
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("solutions_05", ROOT / "exercises" / "solutions" / "05_pad_nets.py")
+SOL = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(SOL)
+
+
+def test_checks_print_correct_on_the_solutions(capsys):
+    for name, check in ch05.CHECKS.items():
+        check(getattr(SOL, name))
+    printed = capsys.readouterr().out
+    assert printed.count("Correct:") == len(ch05.CHECKS), printed
+
+
+@pytest.mark.parametrize("name", list(ch05.CHECKS))
+def test_a_stub_is_named_as_such(name):
+    def stub(*args):
+        raise NotImplementedError
+
+    with pytest.raises(StubError, match="still raises NotImplementedError"):
+        ch05.CHECKS[name](stub)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 1: Gumbel-max sampling
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda h, u: h.argmax(-1), "the noise is missing"),
+    (lambda h, u: (h + torch.log(u)).argmax(-1), r"expected .* The Gumbel\(0, 1\) noise is g = -log\(-log\(u\)\)"),
+    (lambda h, u: (h - torch.log(u)).argmax(-1), "returned"),  # exponential noise, not Gumbel
+    (lambda h, u: (h - torch.log(-torch.log(u))).argmax(0), r"expected indices of shape \(4,\)"),
+    (lambda h, u: F.one_hot((h - torch.log(-torch.log(u))).argmax(-1), h.shape[-1]), "expected indices of shape"),
+    (lambda h, u: (h - torch.log(-torch.log(u))).argmax(-1).double(), "return integer indices"),
+    (lambda h, u: None, "returned None"),
+    (lambda h, u: (h - torch.log(-torch.log(u))).argmax(-1).tolist(), "return a tensor of indices"),
+])
+def test_gumbel_max_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch05.check_gumbel_max_sample(wrong)
+
+
+def test_gumbel_max_check_tests_the_frequencies():
+    """A sampler that agrees on the fixed cases but is biased on the large draw is caught."""
+    def biased(h, u):
+        idx = SOL.gumbel_max_sample(h, u)
+        if idx.numel() > 1000:
+            idx = idx.clone()
+            idx[: idx.numel() // 10] = 0
+        return idx
+
+    with pytest.raises(AssertionError, match="frequencies of your samples"):
+        ch05.check_gumbel_max_sample(biased)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 2: straight-through gates
+# ------------------------------------------------------------------------------------------
+
+def _soft(p, g, tau):
+    return torch.softmax((p + g) / tau, dim=1)
+
+
+def _hard(p, g):
+    return F.one_hot((p + g).argmax(1), p.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda p, g, tau: _soft(p, g, tau), "returned the soft sample: the forward value must be one-hot"),
+    (lambda p, g, tau: _hard(p, g), "do not depend on priors in the autograd graph"),
+    (lambda p, g, tau: F.one_hot((p + g).argmax(1), p.shape[1]).to(p.dtype), "expected gates of shape"),
+    (lambda p, g, tau: _hard(p, g) - _soft(p, g, 1.0).detach() + _soft(p, g, 1.0),
+     r"tau=0\.5\), gradient with respect to priors .* is wrong"),
+    (lambda p, g, tau: _hard(p, g) - torch.softmax(p / tau, 1).detach() + torch.softmax(p / tau, 1),
+     "gradient with respect to priors"),
+    (lambda p, g, tau: _hard(p, g) - _soft(p, g, tau) + _soft(p, g, tau).detach(),
+     "gradient with respect to priors"),  # detaches the wrong term: the gradient is minus the right one
+    (lambda p, g, tau: _hard(p, torch.zeros_like(g)) - _soft(p, g, tau).detach() + _soft(p, g, tau),
+     r"forward value \(one-hot argmax over axis 1\) is wrong"),  # forgets the noise in the argmax
+])
+def test_straight_through_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch05.check_straight_through_gates(wrong)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 3: the gate gradient
+# ------------------------------------------------------------------------------------------
+
+def _responses(x, w, dilations, pad):
+    return [F.conv2d(x, w, padding=pad(dil, w), dilation=dil) for dil in dilations]
+
+
+def test_gate_gradient_check_rejects_a_missing_channel_sum():
+    def no_sum(x, w, G, dilations):
+        r = (w.shape[-1] - 1) // 2
+        return torch.cat([G * F.conv2d(x, w, padding=d * r, dilation=d) for d in dilations], 1)
+
+    with pytest.raises(AssertionError, match=r"expected shape \(B, D, H, W\).*sum over the output channels"):
+        ch05.check_gate_gradient(no_sum)
+
+
+def test_gate_gradient_check_rejects_a_flipped_kernel():
+    def flipped(x, w, G, dilations):  # a true convolution, not the cross-correlation of Eq. 5.3
+        r = (w.shape[-1] - 1) // 2
+        return torch.stack([(G * F.conv2d(x, w.flip(2, 3), padding=d * r, dilation=d)).sum(1)
+                            for d in dilations], 1)
+
+    with pytest.raises(AssertionError, match=r"dilations=\(1,\)\) is wrong"):
+        ch05.check_gate_gradient(flipped)
+
+
+def test_gate_gradient_check_rejects_a_response_without_its_weight_channel_sum():
+    def weights_summed(x, w, G, dilations):  # sums the weights over the output channels first
+        r = (w.shape[-1] - 1) // 2
+        w1 = w.sum(0, keepdim=True)
+        return torch.stack([(G.sum(1, keepdim=True) * F.conv2d(x, w1, padding=d * r, dilation=d)).sum(1)
+                            for d in dilations], 1)
+
+    with pytest.raises(AssertionError, match=r"dilations=\(1, 2\)\) is wrong"):
+        ch05.check_gate_gradient(weights_summed)
+
+
+def test_gate_gradient_check_rejects_a_forgotten_dilation():
+    def one_dilation(x, w, G, dilations):
+        r = (w.shape[-1] - 1) // 2
+        R = F.conv2d(x, w, padding=r)
+        return torch.stack([(G * R).sum(1) for _ in dilations], 1)
+
+    with pytest.raises(AssertionError, match=r"dilations=\(1, 2\)\) is wrong"):
+        ch05.check_gate_gradient(one_dilation)
+
+
+def test_gate_gradient_check_explains_that_autograd_is_off():
+    def with_autograd(x, w, G, dilations):
+        gates = torch.ones(x.shape[0], len(dilations), *x.shape[2:], dtype=x.dtype, requires_grad=True)
+        r = (w.shape[-1] - 1) // 2
+        out = sum(gates[:, d:d + 1] * F.conv2d(x, w, padding=dil * r, dilation=dil)
+                  for d, dil in enumerate(dilations))
+        out.backward(G)
+        return gates.grad
+
+    with pytest.raises(AssertionError, match=r"torch\.no_grad\(\): compute the gradient by hand"):
+        ch05.check_gate_gradient(with_autograd)
+
+
+def test_gate_gradient_check_says_when_nothing_is_returned():
+    with pytest.raises(AssertionError, match="returned None"):
+        ch05.check_gate_gradient(lambda x, w, G, dilations: None)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 4: the receptive field of a PAD stack
+# ------------------------------------------------------------------------------------------
+
+def _law(kernel_size, dilations, probs, span):
+    law = {1: 1.0}
+    for layer in probs:
+        folded = {}
+        for side, ps in law.items():
+            for d, pd in zip(dilations, layer):
+                if pd:
+                    folded[side + span(kernel_size, d)] = folded.get(side + span(kernel_size, d), 0.0) + ps * pd
+        law = folded
+    return law
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda k, dil, probs: _law(k, dil, probs, lambda k_, d: k_ * d),
+     r"Its mean is .* is the span of one layer \(k - 1\) \* d\?"),
+    (lambda k, dil, probs: _law(k, dil, probs, lambda k_, d: (k_ - 1) + d - 1), "expected"),
+    (lambda k, dil, probs: 1 + (k - 1) * sum(sum(p * d for p, d in zip(layer, dil)) for layer in probs),
+     r"returned float .*return a dict \{side: probability\}"),
+    (lambda k, dil, probs: [(s, p) for s, p in SOL.receptive_field_distribution(k, dil, probs).items()],
+     "return a dict"),
+    (lambda k, dil, probs: {s: 1.0 for s in SOL.receptive_field_distribution(k, dil, probs)},
+     "probabilities that sum to"),
+])
+def test_receptive_field_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch05.check_receptive_field_distribution(wrong)
+
+
+def test_receptive_field_check_accepts_enumeration_and_numpy_values():
+    import numpy as np
+
+    def enumerated(k, dil, probs):
+        return {np.int64(s): np.float64(p) for s, p in
+                ch05.reference_receptive_field_distribution(k, dil, probs).items()}
+
+    ch05.check_receptive_field_distribution(enumerated)
+
+
+def test_the_law_has_the_mean_of_linearity():
+    k, dil, probs = 3, (1, 2, 4), [[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.1, 0.1, 0.8]]
+    law = SOL.receptive_field_distribution(k, dil, probs)
+    mean = sum(s * p for s, p in law.items())
+    assert mean == pytest.approx(1 + (k - 1) * sum(sum(p * d for p, d in zip(layer, dil)) for layer in probs))
