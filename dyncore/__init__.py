@@ -11,9 +11,10 @@ from . import _bootstrap  # noqa: I001  (order matters)
 from .backend import BACKENDS, backends, resolve_backend
 from . import utils
 from . import conv
+from . import dfn
 from . import lsdfn
 from . import pad
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKENDS", "backends", "resolve_backend", "utils", "conv", "lsdfn", "pad", "__version__"]
+__all__ = ["BACKENDS", "backends", "resolve_backend", "utils", "conv", "dfn", "lsdfn", "pad", "__version__"]

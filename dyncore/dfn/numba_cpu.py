@@ -1,0 +1,115 @@
+"""Dynamic filtering compiled with Numba for the CPU: forward and hand-derived backward kernels.
+
+The loops of :mod:`dyncore.dfn.loops`, reordered so that the innermost loop runs along a
+contiguous image row with the zero-padding test hoisted out of it (:func:`inside`), and
+parallelized with ``prange`` over *rows* of the tensor being written: iteration ``n`` owns
+one row alone, so no two threads ever write the same element (deterministic, no atomics).
+Rows rather than whole planes, so that even one image with one channel keeps every core busy.
+
+With ``G = dL/d out`` and tap ``t`` at offset ``(oy, ox) = ((i - r)*d, (j - r)*d)``
+(Chapter 2, "The backward pass, by hand"):
+
+* Eq. 2.2, ``dL/dfilters[b, t, y, x] = sum_c G[b, c, y, x] * x[b, c, y + oy, x + ox]``:
+  per pixel and tap, a dot product over the channels; an iteration owns the rows ``(b, :, y)``.
+* Eq. 2.3, ``dL/dx[b, c, y, x] = sum_t G[b, c, y - oy, x - ox] * filters[b, t, y - oy, x - ox]``:
+  the forward read backwards, each input pixel gathering from the output pixels that read it;
+  an iteration owns the row ``(b, c, y)``.
+"""
+
+import torch
+from numba import njit, prange
+
+from ..autograd import KernelSet, numpy_view
+
+
+@njit(cache=True, inline="always")
+def inside(n, offset):
+    """The indices ``p`` in ``[lo, hi)`` with ``0 <= p + offset < n``: where a tap stays inside."""
+    lo = max(0, -offset)
+    hi = min(n, n - offset)
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def dynamic_filter_forward_kernel(x, filters, out, k, d):
+    B, C, H, W = x.shape
+    r = (k - 1) // 2
+    for n in prange(B * C * H):  # one output row (b, c, y) per iteration
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = out[b, c, y]
+        row[:] = 0
+        for t in range(k * k):
+            oy, ox = (t // k - r) * d, (t % k - r) * d
+            ys = y + oy
+            if ys < 0 or ys >= H:  # the whole row of this tap is padding
+                continue
+            lo, hi = inside(W, ox)
+            f_row, x_row = filters[b, t, y], x[b, c, ys]
+            for xx in range(lo, hi):
+                row[xx] += f_row[xx] * x_row[xx + ox]
+
+
+@njit(parallel=True, cache=True)
+def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
+    B, C, H, W = x.shape
+    r = (k - 1) // 2
+    for n in prange(B * H):  # the rows grad_filters[b, :, y] of every tap, per iteration
+        b, y = n // H, n % H
+        for t in range(k * k):
+            g_row = grad_filters[b, t, y]
+            g_row[:] = 0
+            oy, ox = (t // k - r) * d, (t % k - r) * d
+            ys = y + oy
+            if ys < 0 or ys >= H:
+                continue
+            lo, hi = inside(W, ox)
+            for c in range(C):  # Eq. 2.2: the filter is shared by the channels, so sum them
+                go_row, x_row = grad_out[b, c, y], x[b, c, ys]
+                for xx in range(lo, hi):
+                    g_row[xx] += go_row[xx] * x_row[xx + ox]
+
+
+@njit(parallel=True, cache=True)
+def dynamic_filter_grad_input_kernel(grad_out, filters, grad_x, k, d):
+    B, C, H, W = grad_x.shape
+    r = (k - 1) // 2
+    for n in prange(B * C * H):  # one input-gradient row (b, c, y) per iteration
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = grad_x[b, c, y]
+        row[:] = 0
+        for t in range(k * k):
+            oy, ox = (t // k - r) * d, (t % k - r) * d
+            yo = y - oy  # Eq. 2.3: the output row whose tap t read row y
+            if yo < 0 or yo >= H:
+                continue
+            lo, hi = inside(W, -ox)
+            go_row, f_row = grad_out[b, c, yo], filters[b, t, yo]
+            for xx in range(lo, hi):
+                row[xx] += go_row[xx - ox] * f_row[xx - ox]
+
+
+def forward(config, x, filters):
+    kernel_size, dilation = config
+    out = torch.empty(x.shape, dtype=x.dtype)
+    dynamic_filter_forward_kernel(numpy_view(x), numpy_view(filters), out.numpy(),
+                                  kernel_size, dilation)
+    return out
+
+
+def backward(config, grad_out, x, filters, needs):
+    kernel_size, dilation = config
+    need_x, need_filters = needs
+    g = numpy_view(grad_out)
+    grad_x = grad_filters = None
+    if need_x:
+        grad_x = torch.empty(x.shape, dtype=x.dtype)
+        dynamic_filter_grad_input_kernel(g, numpy_view(filters), grad_x.numpy(),
+                                         kernel_size, dilation)
+    if need_filters:
+        grad_filters = torch.empty(filters.shape, dtype=filters.dtype)
+        dynamic_filter_grad_filters_kernel(g, numpy_view(x), grad_filters.numpy(),
+                                           kernel_size, dilation)
+    return grad_x, grad_filters
+
+
+DYNAMIC_FILTER = KernelSet("numba", forward, backward)

@@ -1,0 +1,364 @@
+"""The checks of Chapter 2's exercises reject plausible wrong answers, with clear messages.
+
+``test_exercises.py`` proves that every check passes on its solution and fails on its stub;
+this file proves that the checks also catch the mistakes readers make (a filter gradient that
+forgets to sum the channels or reads the wrong neighbour, an unfold with the axes in the wrong
+order or the padding of an undilated kernel, a translation filter that moves the image the
+wrong way, a CUDA kernel that scatters instead of gathering) and that the message says what is
+wrong. The wrong answers below are written on purpose.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import dyncore  # noqa: F401  first: picks the GPU or the CUDA simulator before Numba loads
+import pytest
+import torch
+import torch.nn.functional as F
+from numba import cuda
+
+from dyncore._bootstrap import simulating
+from dyncore.dfn import dynamic_filter
+from dyncore.exercises import StubError, ch02
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _solutions():
+    path = ROOT / "exercises" / "solutions" / "02_dynamic_filters.py"
+    spec = importlib.util.spec_from_file_location("solutions_02_for_ch02_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SOL = _solutions()
+
+
+def test_checks_print_correct_on_the_solutions(capsys):
+    for name, check in ch02.CHECKS.items():
+        check(getattr(SOL, name))
+    printed = capsys.readouterr().out
+    assert printed.count("Correct:") == len(ch02.CHECKS), printed
+
+
+def test_the_loops_solution_of_the_filter_gradient_passes_too():
+    ch02.check_dynamic_filter_grad_filters(SOL.dynamic_filter_grad_filters_loops)
+
+
+def test_the_reference_of_the_checks_is_the_package_operator():
+    """The checks' own reference (shifted slices) agrees with dyncore.dfn in every backend."""
+    x, f = torch.randn(2, 3, 6, 7, dtype=torch.float64), torch.randn(2, 25, 6, 7, dtype=torch.float64)
+    for backend in dyncore.backends():
+        torch.testing.assert_close(ch02.reference_dynamic_filter(x, f, 5, 2),
+                                   dynamic_filter(x, f, kernel_size=5, dilation=2, backend=backend))
+
+
+def test_moved_moves_down_and_right_for_positive_values():
+    image = torch.arange(12.0).reshape(3, 4)
+    assert ch02.moved(image, 1, 2).tolist() == [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 4, 5]]
+    assert torch.equal(ch02.moved(image, 0, 0), image)
+    assert torch.equal(ch02.moved(image, 5, 0), torch.zeros(3, 4))
+
+
+def test_stub_errors_are_stub_errors():
+    def stub(*args):
+        raise NotImplementedError
+
+    for name, check in ch02.CHECKS.items():
+        if name == "grad_input_cuda_kernel":
+            continue  # a plain function is refused before it runs (next test)
+        with pytest.raises(StubError, match="still raises NotImplementedError"):
+            check(stub)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 1: the filter gradient
+# ------------------------------------------------------------------------------------------
+
+def _grad_filters(x, grad_out, k, d, *, sign=1, channel_sum=True, wrap=False, tap_step=None):
+    """The filter gradient from shifted slices, with switchable mistakes."""
+    B, C, H, W = x.shape
+    r = (k - 1) // 2
+    step = d if tap_step is None else tap_step
+    grads = []
+    for t in range(k * k):
+        oy, ox = sign * (t // k - r) * step, sign * (t % k - r) * step
+        if wrap:
+            shifted = torch.roll(x, (-oy, -ox), dims=(2, 3))  # forgets the zero padding
+        else:
+            shifted = ch02.moved(x, -oy, -ox)  # shifted[y, x] = x[y + oy, x + ox]
+        prod = grad_out * shifted
+        grads.append(prod.sum(1) if channel_sum else prod[:, 0])
+    return torch.stack(grads, dim=1)
+
+
+def test_grad_filters_reference_of_the_wrong_answers_is_right():
+    ch02.check_dynamic_filter_grad_filters(lambda x, g, k, d: _grad_filters(x, g, k, d))
+
+
+@pytest.mark.parametrize("mistake,match", [
+    ({"sign": -1}, r"x of shape \(1, 1, 5, 5\).*kernel_size=3, dilation=1\) is wrong"),  # x at y - oy
+    ({"channel_sum": False}, r"x of shape \(2, 3, 6, 7\).* is wrong"),                   # channel 0 only
+    ({"wrap": True}, r"kernel_size=3, dilation=1\) is wrong"),                           # no zero padding
+    ({"tap_step": 1}, r"kernel_size=3, dilation=2\) is wrong"),                          # forgets the dilation
+])
+def test_grad_filters_check_rejects_wrong_answers(mistake, match):
+    def wrong(x, grad_out, k, d):
+        return _grad_filters(x, grad_out, k, d, **mistake)
+
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch02.check_dynamic_filter_grad_filters(wrong)
+
+
+def test_grad_filters_check_names_the_expected_shape():
+    def per_channel(x, grad_out, k, d):  # forgets to sum the channels: (B, C, k*k, H, W)
+        B, C, H, W = x.shape
+        r = (k - 1) // 2
+        cols = F.unfold(x, k, dilation=d, padding=d * r).view(B, C, k * k, H, W)
+        return grad_out.unsqueeze(2) * cols
+
+    with pytest.raises(AssertionError, match=r"expected shape \(1, 9, 5, 5\), got \(1, 1, 9, 5, 5\)\. "
+                                             r"dL/dfilters has the shape of the filters.*summed over the channels"):
+        ch02.check_dynamic_filter_grad_filters(per_channel)
+
+
+def test_grad_filters_check_explains_that_autograd_is_off():
+    def with_autograd(x, grad_out, k, d):
+        f = torch.zeros(x.shape[0], k * k, *x.shape[2:], dtype=x.dtype, requires_grad=True)
+        dynamic_filter(x, f, kernel_size=k, dilation=d, backend="torch").backward(grad_out)
+        return f.grad
+
+    with pytest.raises(AssertionError, match=r"torch\.no_grad\(\).*compute the gradient by hand"):
+        ch02.check_dynamic_filter_grad_filters(with_autograd)
+
+
+def test_grad_filters_check_says_when_nothing_is_returned():
+    with pytest.raises(AssertionError, match="returned None: did you forget to `return`"):
+        ch02.check_dynamic_filter_grad_filters(lambda x, g, k, d: None)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 2: the unfold formulation
+# ------------------------------------------------------------------------------------------
+
+def _unfold(x, filters, k, d, *, taps_first=False, padding=None, dilate=True, cast=None):
+    B, C, H, W = x.shape
+    r = (k - 1) // 2
+    p = d * r if padding is None else padding(k, d)
+    cols = F.unfold(x, k, dilation=d if dilate else 1, padding=p)
+    Ho = cols.shape[-1] // W if cols.shape[-1] % W == 0 else None
+    if Ho != H:
+        cols = cols[..., : H * W] if cols.shape[-1] >= H * W else F.pad(cols, (0, H * W - cols.shape[-1]))
+    if taps_first:
+        cols = cols.view(B, k * k, C, H, W).transpose(1, 2)  # reads the rows as (t, c): wrong
+    else:
+        cols = cols.view(B, C, k * k, H, W)
+    out = (cols * filters.unsqueeze(1)).sum(dim=2)
+    return out.to(cast) if cast is not None else out
+
+
+def test_unfold_reference_of_the_wrong_answers_is_right():
+    ch02.check_dynamic_filter_unfold(lambda x, f, k, d: _unfold(x, f, k, d))
+
+
+@pytest.mark.parametrize("mistake,match", [
+    ({"taps_first": True}, r"x of shape \(2, 3, 6, 7\).* is wrong"),                # axes in the wrong order
+    ({"padding": lambda k, d: (k - 1) // 2}, r"kernel_size=3, dilation=2\)"),       # padding r, not d*r
+    ({"dilate": False, "padding": lambda k, d: (k - 1) // 2}, r"dilation=2\) is wrong"),  # forgets the dilation
+    ({"cast": torch.float64}, r"the input is torch\.float32 but the result is torch\.float64"),
+])
+def test_unfold_check_rejects_wrong_answers(mistake, match):
+    def wrong(x, filters, k, d):
+        return _unfold(x, filters, k, d, **mistake)
+
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch02.check_dynamic_filter_unfold(wrong)
+
+
+def test_unfold_check_names_the_expected_shape():
+    def no_sum(x, filters, k, d):
+        B, C, H, W = x.shape
+        cols = F.unfold(x, k, dilation=d, padding=d * (k - 1) // 2).view(B, C, k * k, H, W)
+        return cols * filters.unsqueeze(1)  # forgets to sum over the taps
+
+    with pytest.raises(AssertionError, match=r"expected shape \(1, 1, 5, 5\), got \(1, 1, 9, 5, 5\)"):
+        ch02.check_dynamic_filter_unfold(no_sum)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 3: the translation filter
+# ------------------------------------------------------------------------------------------
+
+def _translation(dy, dx, k, d, *, sign=1, swap=False, check=True, ignore_dilation=False):
+    r = (k - 1) // 2
+    step = 1 if ignore_dilation else d
+    if check and (dy % step or dx % step or abs(dy) > r * step or abs(dx) > r * step):
+        raise ValueError("unreachable")
+    i, j = r - sign * dy // step, r - sign * dx // step
+    if swap:
+        i, j = j, i
+    taps = torch.zeros(k * k)
+    if 0 <= i < k and 0 <= j < k:
+        taps[i * k + j] = 1.0
+    return taps
+
+
+def test_translation_reference_of_the_wrong_answers_is_right():
+    ch02.check_translation_filter(lambda dy, dx, k, d: _translation(dy, dx, k, d))
+
+
+@pytest.mark.parametrize("mistake,match", [
+    ({"sign": -1}, r"translation_filter\(0, 1, kernel_size=3, dilation=1\).*moves the image by \(0, -1\), the opposite way"),
+    ({"swap": True}, r"translation_filter\(0, 1, kernel_size=3, dilation=1\).*moves the image by \(1, 0\): rows and columns are swapped"),
+    ({"check": False}, r"translation_filter\(0, 2, kernel_size=3, dilation=1\) returned a filter, but no single tap"),
+    ({"ignore_dilation": True}, r"translation_filter\(-2, 2, kernel_size=3, dilation=2\) raised ValueError "
+                                r"\(unreachable\), but one tap can do it: tap \(i, j\) = \(2, 0\)"),
+])
+def test_translation_check_rejects_wrong_answers(mistake, match):
+    def wrong(dy, dx, k, d):
+        return _translation(dy, dx, k, d, **mistake)
+
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch02.check_translation_filter(wrong)
+
+
+def test_translation_check_wants_k_squared_taps():
+    with pytest.raises(AssertionError, match=r"a filter has k\*k = 9 taps; got a tensor of shape \(8,\)"):
+        ch02.check_translation_filter(lambda dy, dx, k, d: _translation(dy, dx, k, d)[:-1])
+    with pytest.raises(AssertionError, match="returned None"):
+        ch02.check_translation_filter(lambda dy, dx, k, d: None)
+
+
+def test_translation_check_accepts_a_k_by_k_grid_and_lists():
+    ch02.check_translation_filter(lambda dy, dx, k, d: _translation(dy, dx, k, d).reshape(k, k))
+    ch02.check_translation_filter(lambda dy, dx, k, d: _translation(dy, dx, k, d).tolist())
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 4: the CUDA kernel (under the simulator without a GPU)
+# ------------------------------------------------------------------------------------------
+
+@cuda.jit
+def kernel_that_reads_the_forward_pixel(grad_out, filters, grad_x, kernel_size, dilation):
+    n = cuda.grid(1)
+    B, C, H, W = grad_x.shape
+    if n >= B * C * H * W:
+        return
+    xx, y = n % W, (n // W) % H
+    c, b = (n // (W * H)) % C, n // (W * H * C)
+    k, d = kernel_size, dilation
+    r = (k - 1) // 2
+    acc = 0.0
+    for t in range(k * k):
+        yo = y + (t // k - r) * d  # the forward's neighbour, not the pixel that read (y, x)
+        xo = xx + (t % k - r) * d
+        if 0 <= yo < H and 0 <= xo < W:
+            acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
+    grad_x[b, c, y, xx] = acc
+
+
+@cuda.jit
+def kernel_without_guard(grad_out, filters, grad_x, kernel_size, dilation):
+    n = cuda.grid(1)
+    B, C, H, W = grad_x.shape
+    xx, y = n % W, (n // W) % H
+    c, b = (n // (W * H)) % C, n // (W * H * C)
+    k, d = kernel_size, dilation
+    r = (k - 1) // 2
+    acc = 0.0
+    for t in range(k * k):
+        yo = y - (t // k - r) * d
+        xo = xx - (t % k - r) * d
+        if 0 <= yo < H and 0 <= xo < W:
+            acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
+    grad_x[b, c, y, xx] = acc
+
+
+@cuda.jit
+def kernel_without_bounds(grad_out, filters, grad_x, kernel_size, dilation):
+    n = cuda.grid(1)
+    B, C, H, W = grad_x.shape
+    if n >= B * C * H * W:
+        return
+    xx, y = n % W, (n // W) % H
+    c, b = (n // (W * H)) % C, n // (W * H * C)
+    k, d = kernel_size, dilation
+    r = (k - 1) // 2
+    acc = 0.0
+    for t in range(k * k):  # reads outside the image: wraps around, or out of bounds
+        yo = y - (t // k - r) * d
+        xo = xx - (t % k - r) * d
+        acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
+    grad_x[b, c, y, xx] = acc
+
+
+@cuda.jit
+def kernel_that_forgets_the_batch(grad_out, filters, grad_x, kernel_size, dilation):
+    n = cuda.grid(1)
+    B, C, H, W = grad_x.shape
+    if n >= C * H * W:  # image 0 only
+        return
+    xx, y, c = n % W, (n // W) % H, n // (W * H)
+    k, d = kernel_size, dilation
+    r = (k - 1) // 2
+    acc = 0.0
+    for t in range(k * k):
+        yo = y - (t // k - r) * d
+        xo = xx - (t % k - r) * d
+        if 0 <= yo < H and 0 <= xo < W:
+            acc += grad_out[0, c, yo, xo] * filters[0, t, yo, xo]
+    grad_x[0, c, y, xx] = acc
+
+
+@cuda.jit
+def kernel_that_writes_nothing(grad_out, filters, grad_x, kernel_size, dilation):
+    # what a stub does on a real GPU, where a kernel's exception is not reported
+    return
+
+
+@cuda.jit
+def kernel_stub(grad_out, filters, grad_x, kernel_size, dilation):
+    raise NotImplementedError
+
+
+def test_kernel_check_explains_the_forward_pixel_mistake():
+    with pytest.raises(AssertionError, match=r"(?s)is wrong.*reads the output pixel at \(y \+ oy, x \+ ox\)"
+                                             r".*gather from there"):
+        ch02.check_grad_input_cuda_kernel(kernel_that_reads_the_forward_pixel)
+
+
+def test_kernel_check_rejects_a_kernel_without_its_guard():
+    match = (r"Thread n = 3[01] has no element \(grad_x has 30\): every thread with n >= grad_x\.size "
+             r"must return at once" if simulating() else r"wrote past the end of grad_x")
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch02.check_grad_input_cuda_kernel(kernel_without_guard)
+
+
+def test_kernel_check_rejects_a_kernel_without_bounds():
+    match = (r"Thread n = \d+ owns an element of grad_x but indexed outside an array: skip the taps"
+             if simulating() else r"is wrong")
+    with pytest.raises(AssertionError, match=match):
+        ch02.check_grad_input_cuda_kernel(kernel_without_bounds)
+
+
+def test_kernel_check_names_the_elements_never_written():
+    with pytest.raises(AssertionError, match=r"40 of 80 elements of grad_x were never written, the "
+                                             r"first at \(b, c, y, x\) = \(1, 0, 0, 0\)"):
+        ch02.check_grad_input_cuda_kernel(kernel_that_forgets_the_batch)
+
+
+def test_kernel_check_says_when_nothing_is_written():
+    with pytest.raises(AssertionError, match="wrote no element of grad_x"):
+        ch02.check_grad_input_cuda_kernel(kernel_that_writes_nothing)
+
+
+def test_kernel_check_recognizes_a_stub_kernel():
+    with pytest.raises(StubError, match="still raises NotImplementedError"):
+        ch02.check_grad_input_cuda_kernel(kernel_stub)
+
+
+def test_kernel_check_wants_a_cuda_kernel():
+    with pytest.raises(AssertionError, match=r"plain Python function, not a CUDA kernel: decorate it "
+                                             r"with @cuda\.jit"):
+        ch02.check_grad_input_cuda_kernel(SOL.grad_input_cuda_kernel.py_func)
