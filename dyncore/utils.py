@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from contextlib import contextmanager
 import platform
 import random
 import textwrap
@@ -22,6 +23,29 @@ def set_seed(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+@contextmanager
+def num_threads(n: int):
+    """Run PyTorch's and Numba's parallel loops on ``n`` threads inside a ``with`` block.
+
+    A parallel loop costs microseconds to start and waits for its slowest thread: on tiny
+    inputs (``gradcheck``, training on small batches) or on a machine whose cores are busy,
+    one thread is often faster. Both settings are restored on exit.
+    """
+    import numba
+
+    from .validation import check_positive_int
+
+    n = min(check_positive_int("n", n), numba.config.NUMBA_NUM_THREADS)
+    before = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(n)
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])
 
 
 def default_device() -> torch.device:

@@ -240,3 +240,15 @@ def test_peak_memory_sees_a_large_temporary_and_not_a_small_one():
 
     assert 0.9 * 4 * n <= bench.peak_memory(big) <= 1.5 * 4 * n
     assert bench.peak_memory(small) < 0.1 * 4 * n
+
+
+def test_num_threads_sets_and_restores_both_pools():
+    import numba
+
+    before = torch.get_num_threads(), numba.get_num_threads()
+    with utils.num_threads(1):
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    assert (torch.get_num_threads(), numba.get_num_threads()) == before
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        with utils.num_threads(0):
+            pass
