@@ -5,7 +5,7 @@ the flattened tensor it writes and loops over what flows into it.
 
 * forward: a thread per output ``(b, v, y, x)``, looping over the ``s*s`` samples and, per
   sample, ``k*k`` taps on the channel-sum map ``S`` plus ``C`` channels at the centre tap:
-  ``s*s*(C + k*k)`` multiply-adds (the factorization of Eq. 3.8);
+  ``s*s*(C + k*k)`` multiply-adds (the factorization "eq-factor" of Chapter 3);
 * backward: gathers, a thread per element of ``dL/dA_sam``, ``dL/dA_pos``, ``dL/dU``, ``dL/dV``,
   ``dL/dS`` and ``dL/dx``, with the formulas of :mod:`dyncore.lsdfn.numba_cpu`. No atomics, so
   the results do not depend on thread scheduling.

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 from .. import validation as Val
 
 
 def _texture(rng, side, smooth):
-    """Smoothed white noise, zero mean, unit standard deviation, plus a random level."""
-    t = gaussian_filter(rng.standard_normal((side, side)), smooth, mode="wrap")
+    """Gaussian-smoothed white noise (periodic, by FFT), zero mean, unit std, plus a random level."""
+    f = np.fft.fftfreq(side)
+    gain = np.exp(-2 * np.pi**2 * smooth**2 * (f[:, None] ** 2 + f[None, :] ** 2))
+    t = np.fft.ifft2(np.fft.fft2(rng.standard_normal((side, side))) * gain).real
     return (t - t.mean()) / (t.std() + 1e-8) + rng.uniform(-1.5, 1.5)
 
 

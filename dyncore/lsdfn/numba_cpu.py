@@ -1,6 +1,6 @@
 """LS-DFN compiled with Numba for the CPU: the fused forward and hand-derived backward kernels.
 
-The forward uses the factorization of Chapter 3 (Eq. 3.8): since ``V`` is shared by all input
+The forward uses the factorization of Chapter 3 (equation "eq-factor"): since ``V`` is shared by all input
 channels, ``sum_u W[u, t] x[u, p] = V[t] * S[p] + [t == centre] U[u] x[u, p]`` with the
 channel-sum map ``S = sum_u x[u]``. A sample then costs ``C + k*k`` multiply-adds instead of
 ``C * k*k``, and nothing of size ``Co * C * k*k * H * W`` is ever built.
@@ -34,7 +34,7 @@ def shifted_range(n, shift):
     return max(0, -shift), min(n, n - shift)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, inline="always")
 def _centre_terms(x, U, b, v, y, s, g, ux):
     """``ux[m, x] = sum_u U[u, y, x] * x[u, ym, x + dx]``: the centre tap of every sample.
 
@@ -49,14 +49,14 @@ def _centre_terms(x, U, b, v, y, s, g, ux):
         if ym < 0 or ym >= H:
             continue
         lo, hi = shifted_range(W, dx)
-        acc = ux[m]
+        acc = ux[m, lo:hi]
         for u in range(C):  # a row of U times a shifted row of x, along contiguous memory
-            urow, xrow = U[b, v, u, y], x[b, u, ym]
-            for xx in range(lo, hi):
-                acc[xx] += urow[xx] * xrow[xx + dx]
+            urow, xrow = U[b, v, u, y, lo:hi], x[b, u, ym, lo + dx: hi + dx]
+            for i in range(hi - lo):  # a loop from 0 over slices: LLVM vectorizes it (4x here)
+                acc[i] += urow[i] * xrow[i]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sample_row(S, V, PA, b, v, y, ym, dx, k, ux_m, acc):
     """``acc[x] = sum_t A_pos[t, ym, x+dx] * sum_u W[u, t, y, x] * x[u, ym + ty, x + dx + tx]``.
 
@@ -69,8 +69,9 @@ def _sample_row(S, V, PA, b, v, y, ym, dx, k, ux_m, acc):
     centre = k * k // 2
     acc[:] = 0
     lo, hi = shifted_range(W, dx)
+    pa = PA[b, v, centre, ym]
     for xx in range(lo, hi):
-        acc[xx] = PA[b, v, centre, ym, xx + dx] * ux_m[xx]
+        acc[xx] = pa[xx + dx] * ux_m[xx]
     # the V term: one weight per tap, shared by the channels, so it multiplies S
     for t in range(k * k):
         ty, tx = t // k - r, t % k - r
@@ -78,8 +79,14 @@ def _sample_row(S, V, PA, b, v, y, ym, dx, k, ux_m, acc):
         if py < 0 or py >= H:
             continue
         lo2, hi2 = shifted_range(W, dx + tx)
-        for xx in range(max(lo, lo2), min(hi, hi2)):
-            acc[xx] += PA[b, v, t, ym, xx + dx] * V[b, v, t, y, xx] * S[b, py, xx + dx + tx]
+        lo2, hi2 = max(lo, lo2), min(hi, hi2)
+        if hi2 <= lo2:
+            continue
+        pa = PA[b, v, t, ym, lo2 + dx: hi2 + dx]
+        vrow, srow = V[b, v, t, y, lo2:hi2], S[b, py, lo2 + dx + tx: hi2 + dx + tx]
+        out = acc[lo2:hi2]
+        for i in range(hi2 - lo2):
+            out[i] += pa[i] * vrow[i] * srow[i]
 
 
 @njit(parallel=True, cache=True)
