@@ -375,3 +375,67 @@ def test_module_bad_input():
         block(torch.randn(3, 5, 5))
     with pytest.raises(TypeError, match="float32 or float64"):
         block(torch.ones(1, 3, 5, 5, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------- flying shapes and flow pictures
+
+def test_flying_shapes_ground_truth_is_exact():
+    from dyncore.lsdfn.data import flying_shapes
+    frames, flow = flying_shapes(6, size=24, max_shapes=2, max_displacement=4, seed=3)
+    assert frames.shape == flow.shape == (6, 2, 24, 24) and frames.dtype == flow.dtype == torch.float32
+    assert torch.equal(flow, flow.round()) and flow.abs().max() <= 4
+    again = flying_shapes(6, size=24, max_shapes=2, max_displacement=4, seed=3)
+    assert torch.equal(again[0], frames) and torch.equal(again[1], flow)
+    # every pixel of frame 1 whose surface is still visible at p + flow in frame 2 looks the same there
+    checked = 0
+    for e in range(6):
+        for y in range(24):
+            for x in range(24):
+                dx, dy = int(flow[e, 0, y, x]), int(flow[e, 1, y, x])
+                y2, x2 = y + dy, x + dx
+                if 0 <= y2 < 24 and 0 <= x2 < 24 and flow[e, 0, y2, x2] == dx and flow[e, 1, y2, x2] == dy:
+                    # same surface at the target in frame 1's flow: visible unless occluded in frame 2
+                    if frames[e, 1, y2, x2] == frames[e, 0, y, x]:
+                        checked += 1
+    assert checked > 0.5 * 6 * 24 * 24
+
+
+def test_background_only_frames_are_a_translation():
+    from dyncore.lsdfn.data import flying_shapes
+    frames, flow = flying_shapes(2, size=20, max_shapes=0, max_displacement=3, seed=0)
+    for e in range(2):
+        dx, dy = int(flow[e, 0, 0, 0]), int(flow[e, 1, 0, 0])
+        assert (flow[e, 0] == dx).all() and (flow[e, 1] == dy).all()
+        moved = torch.roll(frames[e, 0], (dy, dx), (0, 1))
+        torch.testing.assert_close(moved[3:-3, 3:-3], frames[e, 1, 3:-3, 3:-3])
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(n=-1), ValueError, "n must be a non-negative int"),
+    (dict(n=2, size=0), ValueError, "size must be a positive int"),
+    (dict(n=2, max_displacement=1, background_displacement=2), ValueError, "background_displacement"),
+    (dict(n=2.0), TypeError, "n must be an int"),
+])
+def test_flying_shapes_bad_arguments(kwargs, exc, match):
+    from dyncore.lsdfn.data import flying_shapes
+    with pytest.raises(exc, match=match):
+        flying_shapes(**kwargs)
+
+
+def test_flow_pictures_and_aepe():
+    from dyncore.lsdfn.flow import TinyFlowNet, aepe, color_wheel, flow_to_color
+    right = torch.zeros(2, 3, 3)
+    right[0] = 1.0
+    img = flow_to_color(right)
+    assert img.shape == (3, 3, 3) and img.min() >= 0 and img.max() <= 1
+    assert not torch.allclose(torch.as_tensor(flow_to_color(-right)), torch.as_tensor(img))
+    assert color_wheel(9).shape == (9, 9, 3)
+    with pytest.raises(ValueError, match="flow must have shape"):
+        flow_to_color(torch.zeros(3, 2, 2))
+    f = torch.zeros(1, 2, 4, 4)
+    g = f.clone()
+    g[:, 0] = 3.0
+    g[:, 1] = 4.0
+    assert aepe(g, f) == pytest.approx(5.0)
+    net = TinyFlowNet(LSDFN(32, 16, 16, samples=3, sample_stride=2))
+    assert net(torch.randn(2, 2, 32, 32)).shape == (2, 2, 32, 32)
