@@ -12,9 +12,10 @@ from .backend import BACKENDS, backends, resolve_backend
 from . import utils
 from . import conv
 from . import dfn
+from . import dmnet
 from . import lsdfn
 from . import pad
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKENDS", "backends", "resolve_backend", "utils", "conv", "dfn", "lsdfn", "pad", "__version__"]
+__all__ = ["BACKENDS", "backends", "resolve_backend", "utils", "conv", "dfn", "dmnet", "lsdfn", "pad", "__version__"]

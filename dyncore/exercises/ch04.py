@@ -1,0 +1,269 @@
+"""Checks for the exercises of Chapter 4, DMNet (``exercises/04_dmnet.md``).
+
+* :func:`check_context_filter_groups` -- the groups trick by hand: one ``F.conv2d`` call for
+  the whole batch, against the ``"loops"`` backend of :func:`dyncore.dmnet.context_filter`;
+* :func:`check_parameter_counts` -- the parameters of a DCM and of a standard ``k x k``
+  convolution, against the modules themselves;
+* :func:`check_filter_generator` -- ``g_k``: adaptive average pooling written by hand (the
+  check hides ``F.adaptive_avg_pool2d``), then a 1x1 convolution, against PyTorch;
+* :func:`check_context_filter_filter_grad` -- ``dL/dfilters`` of the context filter by hand,
+  against PyTorch's autograd in float64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..dmnet import DCM, context_filter
+from . import call, expect_close, passed
+
+__all__ = [
+    "CHECKS",
+    "check_context_filter_groups",
+    "check_parameter_counts",
+    "check_filter_generator",
+    "check_context_filter_filter_grad",
+]
+
+
+def _shape(t) -> str:
+    return str(tuple(t.shape))
+
+
+def _expect(actual, expected, what, hint, rtol=1e-10, atol=1e-12):
+    if actual is None:
+        raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
+    shape = getattr(actual, "shape", None)
+    if shape is not None and tuple(shape) != tuple(expected.shape):
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(shape)}. {hint}")
+    expect_close(actual, expected, what, rtol=rtol, atol=atol)
+
+
+@contextlib.contextmanager
+def _replaced(module, name, replacement):
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1: the groups trick
+# --------------------------------------------------------------------------------------------
+
+#: (B, C, H, W, k): the simplest case first; then several images *and* channels, a kernel
+#: larger than the image, a 1x1 filter.
+GROUPS_CASES = [(1, 1, 5, 5, 3), (2, 3, 6, 7, 3), (3, 2, 5, 4, 5), (2, 4, 7, 5, 1), (2, 2, 4, 6, 7)]
+
+
+def check_context_filter_groups(fn) -> None:
+    """``fn(x, filters)`` must equal ``context_filter(x, filters)`` for ``x: (B, C, H, W)``,
+    ``filters: (B, C, k, k)``, with a single ``F.conv2d`` call for the whole batch."""
+    gen = torch.Generator().manual_seed(401)
+    for B, C, H, W, k in GROUPS_CASES:
+        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        filters = torch.randn(B, C, k, k, generator=gen, dtype=torch.float64)
+        expected = context_filter(x, filters, backend="loops")
+        what = f"context_filter_groups(x of shape {_shape(x)}, filters of shape {_shape(filters)})"
+        groups_seen = []
+        conv2d = F.conv2d
+
+        def spy(*args, **kwargs):
+            groups_seen.append(kwargs.get("groups", args[6] if len(args) > 6 else 1))
+            return conv2d(*args, **kwargs)
+
+        with _replaced(F, "conv2d", spy):
+            result = call(fn, x.clone(), filters.clone(), name="context_filter_groups")
+        _expect(result, expected, what,
+                "The output has the input's shape (B, C, H, W): pad by r = (k - 1) // 2 and "
+                "reshape the (1, B*C, H, W) result back.")
+        if not groups_seen:
+            raise AssertionError(
+                f"{what} is right, but it never called F.conv2d. The exercise is the groups "
+                "trick: one call of F.conv2d (through `import torch.nn.functional as F`, so the "
+                "check can see it) with groups=B*C."
+            )
+        if len(groups_seen) != 1:
+            raise AssertionError(
+                f"{what} is right, but it called F.conv2d {len(groups_seen)} times (once per "
+                "image?). The trick is one call for the whole batch: fold the batch into the "
+                "channels, (1, B*C, H, W), with groups=B*C."
+            )
+        if groups_seen[0] != B * C:
+            raise AssertionError(f"{what} is right, but it called F.conv2d with groups="
+                                 f"{groups_seen[0]}; the trick uses groups=B*C = {B * C}.")
+    passed(f"context_filter_groups matches context_filter on {len(GROUPS_CASES)} shapes with one "
+           "grouped F.conv2d call each")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 2: parameters of a DCM and of a standard convolution
+# --------------------------------------------------------------------------------------------
+
+#: (in_channels, channels, kernel_size); the last is one DCM of the paper's head.
+COUNT_CASES = [(1, 1, 1), (32, 16, 1), (32, 16, 3), (5, 3, 5), (64, 48, 7), (2048, 512, 7)]
+
+
+def _n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _count_mistakes(c, cp, k) -> dict:
+    return {
+        "makes the DCM's count grow with k*k: the generator is a 1x1 convolution applied to the "
+        "k x k pooled context, so its weights do not depend on k": c * cp * k * k + c * cp + cp * cp + 7 * cp,
+        "leaves out the BatchNorm layers: each has 2 learnable parameters per channel (weight "
+        "and bias; its running statistics are buffers, not parameters)": 2 * c * cp + cp * cp + cp,
+        "leaves out the generator's bias": 2 * c * cp + cp * cp + 6 * cp,
+    }
+
+
+def check_parameter_counts(fn) -> None:
+    """``fn(in_channels, channels, kernel_size)`` must return ``(dcm, conv)``: the number of
+    parameters of ``DCM(in_channels, channels, kernel_size)`` and of
+    ``nn.Conv2d(in_channels, channels, kernel_size)`` (with its bias)."""
+    for c, cp, k in COUNT_CASES:
+        with torch.device("meta"):  # no memory is needed to count
+            expected_dcm = _n_params(DCM(c, cp, k))
+            expected_conv = _n_params(nn.Conv2d(c, cp, k))
+        what = f"parameter_counts({c}, {cp}, {k})"
+        result = call(fn, c, cp, k, name="parameter_counts")
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise AssertionError(f"{what} returned {result!r}; return a pair (dcm, conv) of ints")
+        dcm, conv = result
+        if dcm != expected_dcm:
+            hints = [why for why, wrong in _count_mistakes(c, cp, k).items() if wrong == dcm]
+            raise AssertionError(
+                f"{what}: the DCM has {expected_dcm} parameters, your count is {dcm}."
+                + (f" Your count looks like one that {hints[0]}." if hints else
+                   " Print DCM(in_channels, channels, kernel_size) to see its layers.")
+            )
+        if conv != expected_conv:
+            no_bias = " (did you forget the bias, one per output channel?)" if conv == c * cp * k * k else ""
+            raise AssertionError(f"{what}: nn.Conv2d({c}, {cp}, {k}) has {expected_conv} "
+                                 f"parameters, your count is {conv}{no_bias}.")
+    passed(f"parameter_counts matches DCM and nn.Conv2d on {len(COUNT_CASES)} configurations")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 3: the filter generator g_k
+# --------------------------------------------------------------------------------------------
+
+#: (B, Cin, C, H, W, k): bins that divide the image, overlapping bins (H % k != 0), more
+#: cells than pixels (k > H), one cell (k = 1, the global average).
+GENERATOR_CASES = [(1, 2, 3, 6, 6, 3), (2, 4, 3, 10, 7, 3), (2, 3, 2, 3, 4, 5), (1, 3, 4, 5, 9, 1),
+                   (2, 2, 5, 13, 11, 7)]
+
+
+def _hidden(*args, **kwargs):
+    raise AssertionError(
+        "F.adaptive_avg_pool2d is hidden during this check: compute the k x k cell averages "
+        "yourself (cell i covers rows floor(i*H/k) to ceil((i+1)*H/k) - 1)"
+    )
+
+
+def check_filter_generator(fn) -> None:
+    """``fn(x, weight, bias, kernel_size)`` must return ``g_k(x)``: the 1x1 convolution
+    (``weight: (C, Cin)``, ``bias: (C,)``) of ``x: (B, Cin, H, W)`` adaptively average-pooled
+    to ``k x k`` cells, as ``(B, C, k, k)`` filters."""
+    gen = torch.Generator().manual_seed(403)
+    for B, Cin, C, H, W, k in GENERATOR_CASES:
+        x = torch.randn(B, Cin, H, W, generator=gen, dtype=torch.float64)
+        weight = torch.randn(C, Cin, generator=gen, dtype=torch.float64)
+        bias = torch.randn(C, generator=gen, dtype=torch.float64)
+        expected = F.conv2d(F.adaptive_avg_pool2d(x, k), weight[:, :, None, None], bias)
+        what = (f"filter_generator(x of shape {_shape(x)}, weight of shape {_shape(weight)}, "
+                f"bias, kernel_size={k})")
+        with _replaced(F, "adaptive_avg_pool2d", _hidden):
+            result = call(fn, x.clone(), weight.clone(), bias.clone(), k, name="filter_generator")
+        if result is not None and getattr(result, "shape", None) == expected.shape:
+            no_bias = F.conv2d(F.adaptive_avg_pool2d(x, k), weight[:, :, None, None])
+            if torch.allclose(torch.as_tensor(result, dtype=expected.dtype), no_bias):
+                raise AssertionError(f"{what} is wrong: it equals the result without the bias; "
+                                     "add bias[c] to every tap of channel c's filter.")
+            if H % k and not torch.allclose(torch.as_tensor(result, dtype=expected.dtype), expected):
+                floor_bins = _floor_bins(x, weight, bias, k)
+                if torch.allclose(torch.as_tensor(result, dtype=expected.dtype), floor_bins):
+                    raise AssertionError(
+                        f"{what} is wrong: with H = {H} not a multiple of k = {k}, the cells of "
+                        "adaptive average pooling overlap. Cell i covers rows floor(i*H/k) up to "
+                        "ceil((i+1)*H/k) - 1, not up to floor((i+1)*H/k) - 1.")
+        _expect(result, expected, what, "The filters are (B, C, k, k): one k x k filter per "
+                "image and output channel of the 1x1 convolution.")
+    passed(f"filter_generator matches a 1x1 convolution of F.adaptive_avg_pool2d on "
+           f"{len(GENERATOR_CASES)} shapes, with overlapping cells and k > H")
+
+
+def _floor_bins(x, weight, bias, k):
+    """The usual mistake: cells that end at floor((i+1)*H/k)."""
+    B, Cin, H, W = x.shape
+    pooled = torch.zeros(B, Cin, k, k, dtype=x.dtype)
+    for i in range(k):
+        for j in range(k):
+            y0, y1 = i * H // k, max(i * H // k + 1, (i + 1) * H // k)
+            x0, x1 = j * W // k, max(j * W // k + 1, (j + 1) * W // k)
+            pooled[:, :, i, j] = x[:, :, y0:y1, x0:x1].mean((2, 3))
+    return torch.einsum("cu,buij->bcij", weight, pooled) + bias[None, :, None, None]
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 4: the gradient of the filters, by hand
+# --------------------------------------------------------------------------------------------
+
+#: (B, C, H, W, k)
+GRAD_CASES = [(1, 1, 5, 5, 3), (2, 3, 6, 7, 3), (2, 2, 7, 5, 5), (1, 2, 3, 4, 5), (3, 1, 4, 4, 1)]
+
+
+def _reference_filter_grad(x, grad_out, k):
+    filters = torch.zeros(x.shape[0], x.shape[1], k, k, dtype=x.dtype, requires_grad=True)
+    with torch.enable_grad():
+        out = context_filter(x, filters, backend="torch")
+        (grad,) = torch.autograd.grad(out, filters, grad_out)
+    return grad
+
+
+def check_context_filter_filter_grad(fn) -> None:
+    """``fn(x, grad_out, kernel_size)`` must return ``dL/dfilters`` of
+    ``out = context_filter(x, filters)`` when ``dL/dout = grad_out``, shape ``(B, C, k, k)``.
+    The reader's function runs under ``torch.no_grad()``."""
+    gen = torch.Generator().manual_seed(404)
+    for B, C, H, W, k in GRAD_CASES:
+        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        grad_out = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        expected = _reference_filter_grad(x, grad_out, k)
+        what = (f"context_filter_filter_grad(x of shape {_shape(x)}, grad_out of shape "
+                f"{_shape(grad_out)}, kernel_size={k})")
+        try:
+            with torch.no_grad():
+                result = call(fn, x.clone(), grad_out.clone(), k, name="context_filter_filter_grad")
+        except RuntimeError as exc:
+            if "grad" not in str(exc):
+                raise
+            raise AssertionError(
+                f"{what} raised RuntimeError: {exc}\nThe check calls your function under "
+                "torch.no_grad(), so autograd is off: compute the sum of the equation by hand."
+            ) from None
+        if result is not None and getattr(result, "shape", None) == expected.shape and k > 1:
+            if torch.allclose(torch.as_tensor(result, dtype=expected.dtype), expected.flip(2, 3)):
+                raise AssertionError(
+                    f"{what} is wrong: it is the right answer flipped in both axes. Tap (i, j) "
+                    "multiplies x at offset (i - r, j - r) from the output pixel, so its gradient "
+                    "pairs grad_out[y, x] with x[y + i - r, x + j - r].")
+        _expect(result, expected, what,
+                "dL/dfilters has the shape of the filters, (B, C, k, k): one filter per image "
+                "and channel, so do not sum over the batch.")
+    passed(f"context_filter_filter_grad matches autograd on {len(GRAD_CASES)} shapes (float64)")
+
+
+CHECKS = {
+    "context_filter_groups": check_context_filter_groups,
+    "parameter_counts": check_parameter_counts,
+    "filter_generator": check_filter_generator,
+    "context_filter_filter_grad": check_context_filter_filter_grad,
+}
