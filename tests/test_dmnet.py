@@ -487,11 +487,3 @@ def test_picture_helpers():
     assert coloured.shape == (80, 80, 3)
     assert (coloured[data.labels[0].numpy() == 0] == dmdata.CLASS_COLOURS[0]).all()
 
-
-def test_threads_context_manager_restores():
-    import numba
-
-    before = torch.get_num_threads(), numba.get_num_threads()
-    with ex.threads(1):
-        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
-    assert (torch.get_num_threads(), numba.get_num_threads()) == before

@@ -6,17 +6,14 @@
   of the logits to the image size (as the paper does);
 * :func:`train_segmenter` -- seeded Adam + one-cycle schedule with a ``tqdm.auto`` bar;
 * :func:`evaluate` -- confusion matrix, IoU per class and mIoU (Sec. 4.1 of the paper), and
-  IoU per object-size group (:func:`object_iou`);
-* :func:`threads` -- run a block with a given number of PyTorch and Numba threads.
+  IoU per object-size group (:func:`object_iou`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,25 +23,6 @@ from tqdm.auto import tqdm
 from ..utils import set_seed
 from .data import CLASSES, SIZE_GROUPS, SegmentationSet
 from .heads import conv_bn_relu
-
-
-@contextlib.contextmanager
-def threads(n):
-    """Run the block with ``n`` PyTorch threads and at most ``n`` Numba threads, then restore.
-
-    PyTorch and Numba each keep their own pool of OpenMP threads that spin while they wait for
-    work. When the cores are shared (with each other, or with other processes), a parallel
-    region waits for a thread that is not running, and small operations pay that wait every
-    time; one thread each avoids it.
-    """
-    before = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(n)
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before[0])
-        numba.set_num_threads(before[1])
 
 
 class SmallBackbone(nn.Sequential):
