@@ -31,10 +31,20 @@ def call(fn, *args, name: str | None = None, **kwargs):
         ) from None
 
 
-def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 1e-8) -> None:
-    """``actual`` must match ``expected`` (tensors or numbers); the message says where not."""
+def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 1e-8,
+                 shape_hint: str = "") -> None:
+    """``actual`` must match ``expected`` (tensors or numbers); the message says where not.
+
+    ``shape_hint`` is appended to the message when the shapes differ (e.g. the formula for the
+    output size), since a wrong shape usually means a wrong formula rather than a slip.
+    """
     if actual is None:
-        raise AssertionError(f"{what}: your function returned None; did you forget to `return` the result?")
+        raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
+    hint = f" {shape_hint}" if shape_hint else ""
+    shape = getattr(actual, "shape", None)
+    if shape is not None and tuple(shape) != tuple(torch.as_tensor(expected).shape):
+        raise AssertionError(
+            f"{what}: expected shape {tuple(torch.as_tensor(expected).shape)}, got {tuple(shape)}.{hint}")
     if not isinstance(actual, torch.Tensor):
         try:
             actual = torch.as_tensor(actual, dtype=expected.dtype if isinstance(expected, torch.Tensor) else None)
@@ -42,7 +52,7 @@ def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 
             raise AssertionError(f"{what}: expected a tensor or array, got {type(actual).__name__}") from None
     expected = torch.as_tensor(expected)
     if actual.shape != expected.shape:
-        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}.{hint}")
     try:
         torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol, atol=atol)
     except AssertionError as exc:

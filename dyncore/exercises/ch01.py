@@ -45,18 +45,6 @@ def _shape(a) -> str:
     return str(tuple(a.shape))
 
 
-def _expect(actual, expected: torch.Tensor, what: str, shape_hint: str, rtol: float, atol: float):
-    """``expect_close``, with a hint when the shape is wrong and a word when nothing came back."""
-    if actual is None:
-        raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
-    shape = getattr(actual, "shape", None)
-    if shape is not None and tuple(shape) != tuple(expected.shape):
-        raise AssertionError(
-            f"{what}: expected shape {tuple(expected.shape)}, got {tuple(shape)}. {shape_hint}"
-        )
-    expect_close(actual, expected, what, rtol=rtol, atol=atol)
-
-
 # --------------------------------------------------------------------------------------------
 # Exercise 1: a depthwise convolution in plain loops
 # --------------------------------------------------------------------------------------------
@@ -83,7 +71,7 @@ def check_depthwise_conv2d_loops(fn) -> None:
         what = (f"depthwise_conv2d_loops(x of shape {x.shape}, weight of shape {weight.shape}, "
                 f"padding={p}, dilation={d})")
         result = call(fn, x.copy(), weight.copy(), p, d, name="depthwise_conv2d_loops")
-        _expect(result, expected, what,
+        expect_close(result, expected, what, shape_hint=
                 "The output is (B, C, Ho, Wo) with Ho = H + 2*padding - dilation*(k - 1) "
                 "(and the same for Wo).", rtol=1e-10, atol=1e-12)
     passed(f"depthwise_conv2d_loops matches F.conv2d(..., groups=C) on "
@@ -137,7 +125,7 @@ def check_conv2d_weight_grad(fn) -> None:
                 "torch.no_grad(), so autograd is off: compute the gradient by hand (loops, or "
                 "F.unfold and one product), as the exercise asks."
             ) from None
-        _expect(result, expected, what,
+        expect_close(result, expected, what, shape_hint=
                 "dL/dweight has the shape of the weight, (Cout, Cin, k, k).", rtol=1e-9, atol=1e-9)
     passed(f"conv2d_weight_grad matches autograd on {len(WEIGHT_GRAD_CASES)} shapes, "
            "strides, paddings and dilations (float64)")

@@ -65,18 +65,6 @@ def _shape(a) -> str:
     return str(tuple(a.shape))
 
 
-def _expect(actual, expected: torch.Tensor, what: str, shape_hint: str, rtol: float, atol: float):
-    """``expect_close``, with a hint when the shape is wrong and a word when nothing came back."""
-    if actual is None:
-        raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
-    shape = getattr(actual, "shape", None)
-    if shape is not None and tuple(shape) != tuple(expected.shape):
-        raise AssertionError(
-            f"{what}: expected shape {tuple(expected.shape)}, got {tuple(shape)}. {shape_hint}"
-        )
-    expect_close(actual, expected, what, rtol=rtol, atol=atol)
-
-
 def _no_autograd(what: str, exc: RuntimeError) -> AssertionError:
     return AssertionError(
         f"{what} raised RuntimeError: {exc}\nThe check calls your function under torch.no_grad(), "
@@ -126,7 +114,7 @@ def check_dynamic_filter_grad_filters(fn) -> None:
             if "grad" not in str(exc):
                 raise
             raise _no_autograd(what, exc) from None
-        _expect(result, expected, what,
+        expect_close(result, expected, what, shape_hint=
                 "dL/dfilters has the shape of the filters, (B, k*k, H, W): one value per tap and "
                 "pixel, summed over the channels (the filter is shared by all of them).",
                 rtol=1e-9, atol=1e-9)
@@ -164,7 +152,7 @@ def check_dynamic_filter_unfold(fn) -> None:
             raise AssertionError(f"{what}: the input is {dtype} but the result is {result.dtype}; "
                                  "the output must keep the input's dtype")
         tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
-        _expect(result, expected, what,
+        expect_close(result, expected, what, shape_hint=
                 "The output has the shape of x, (B, C, H, W).", **tol)
     passed(f"dynamic_filter_unfold matches Eq. 2.1 on {len(UNFOLD_CASES)} shapes, kernel sizes, "
            "dilations and dtypes")

@@ -34,15 +34,6 @@ def _shape(t) -> str:
     return str(tuple(t.shape))
 
 
-def _expect(actual, expected, what, hint, rtol=1e-10, atol=1e-12):
-    if actual is None:
-        raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
-    shape = getattr(actual, "shape", None)
-    if shape is not None and tuple(shape) != tuple(expected.shape):
-        raise AssertionError(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(shape)}. {hint}")
-    expect_close(actual, expected, what, rtol=rtol, atol=atol)
-
-
 @contextlib.contextmanager
 def _replaced(module, name, replacement):
     original = getattr(module, name)
@@ -80,9 +71,9 @@ def check_context_filter_groups(fn) -> None:
 
         with _replaced(F, "conv2d", spy):
             result = call(fn, x.clone(), filters.clone(), name="context_filter_groups")
-        _expect(result, expected, what,
+        expect_close(result, expected, what, shape_hint=
                 "The output has the input's shape (B, C, H, W): pad by r = (k - 1) // 2 and "
-                "reshape the (1, B*C, H, W) result back.")
+                "reshape the (1, B*C, H, W) result back.", rtol=1e-10, atol=1e-12)
         if not groups_seen:
             raise AssertionError(
                 f"{what} is right, but it never called F.conv2d. The exercise is the groups "
@@ -194,8 +185,8 @@ def check_filter_generator(fn) -> None:
                         f"{what} is wrong: with H = {H} not a multiple of k = {k}, the cells of "
                         "adaptive average pooling overlap. Cell i covers rows floor(i*H/k) up to "
                         "ceil((i+1)*H/k) - 1, not up to floor((i+1)*H/k) - 1.")
-        _expect(result, expected, what, "The filters are (B, C, k, k): one k x k filter per "
-                "image and output channel of the 1x1 convolution.")
+        expect_close(result, expected, what, shape_hint="The filters are (B, C, k, k): one k x k filter per "
+                "image and output channel of the 1x1 convolution.", rtol=1e-10, atol=1e-12)
     passed(f"filter_generator matches a 1x1 convolution of F.adaptive_avg_pool2d on "
            f"{len(GENERATOR_CASES)} shapes, with overlapping cells and k > H")
 
@@ -255,9 +246,9 @@ def check_context_filter_filter_grad(fn) -> None:
                     f"{what} is wrong: it is the right answer flipped in both axes. Tap (i, j) "
                     "multiplies x at offset (i - r, j - r) from the output pixel, so its gradient "
                     "pairs grad_out[y, x] with x[y + i - r, x + j - r].")
-        _expect(result, expected, what,
+        expect_close(result, expected, what, shape_hint=
                 "dL/dfilters has the shape of the filters, (B, C, k, k): one filter per image "
-                "and channel, so do not sum over the batch.")
+                "and channel, so do not sum over the batch.", rtol=1e-10, atol=1e-12)
     passed(f"context_filter_filter_grad matches autograd on {len(GRAD_CASES)} shapes (float64)")
 
 
