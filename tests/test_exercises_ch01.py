@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from numba import cuda
 
 from dyncore._bootstrap import simulating
-from dyncore.exercises import StubError, ch01
+from dyncore.exercises import StubError, ch01, cuda_checks
 from dyncore.receptive_field import receptive_field
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,11 +82,11 @@ def test_a_wrapped_not_implemented_error_is_still_a_stub(monkeypatch):
         except NotImplementedError as exc:
             raise RuntimeError("kernel launch failed") from exc
 
-    monkeypatch.setattr(ch01, "launch", launch_that_wraps)
+    monkeypatch.setattr(cuda_checks, "launch", launch_that_wraps)
     with pytest.raises(StubError, match="still raises NotImplementedError"):
         ch01.check_dilated_conv2d_cuda_kernel(SOL.dilated_conv2d_cuda_kernel)
-    assert ch01._raised_not_implemented(RuntimeError("x: NotImplementedError: y"))
-    assert not ch01._raised_not_implemented(IndexError("index 9 is out of bounds"))
+    assert cuda_checks.raised_not_implemented(RuntimeError("x: NotImplementedError: y"))
+    assert not cuda_checks.raised_not_implemented(IndexError("index 9 is out of bounds"))
 
 
 def test_checks_print_correct_on_the_solutions(capsys):
@@ -408,7 +408,7 @@ def test_kernel_check_rejects_a_kernel_without_zero_padding():
 
 
 def test_index_error_hint_without_a_thread_index():
-    hint = ch01._index_error_hint("index 7 is out of bounds for axis 0 with size 7", 30)
+    hint = cuda_checks.index_error_hint("index 7 is out of bounds for axis 0 with size 7", 30)
     assert "n >= out.size" in hint and "zero padding" in hint
 
 

@@ -19,16 +19,15 @@ measurement made here:
 from __future__ import annotations
 
 import operator
-import re
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._bootstrap import simulating
-from ..cuda_bridge import kernel_device, launch, launch_config
 from ..receptive_field import receptive_field
-from . import StubError, call, expect_close, passed
+from . import call, expect_close, passed
+from .cuda_checks import require_cuda_kernel, run_reader_kernel
 
 __all__ = [
     "CHECKS",
@@ -246,87 +245,11 @@ CUDA_CASES = [
     (2, 2, 2, 6, 5, 3, 3),   # 120 threads: two images, dilation 3
     (1, 3, 2, 7, 6, 5, 2),   # 84 threads: 5x5 with dilation 2 (padding 4)
 ]
-#: Extra NaN elements after ``out``: a thread that writes past the end of ``out`` shows there.
-_GUARD = 256
-
-
-def _raised_not_implemented(exc: BaseException) -> bool:
-    """Whether ``exc`` is, wraps or was caused by a ``NotImplementedError`` (a stub kernel).
-
-    The simulator re-raises a kernel's exception with the thread's index in the message;
-    other versions or wrappers may chain it instead, so follow the chain too.
-    """
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, NotImplementedError) or "NotImplementedError" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _stub_error(name: str, exc: BaseException) -> StubError:
-    detail = str(exc).strip()
-    return StubError(
-        f"{name} still raises NotImplementedError: replace the stub's body with your "
-        "implementation, then run this cell again"
-        + (f"\n(what was raised: {type(exc).__name__}: {detail})" if detail else "")
-    )
-
-
-def _index_error_hint(message: str, size: int) -> str:
-    """Which of the two usual causes it is, from the simulator's ``tid=[..] ctaid=[..]``."""
-    found = re.search(r"tid=\[(\d+), 0, 0\] ctaid=\[(\d+), 0, 0\]", message)
-    if found:
-        n = int(found[2]) * launch_config(size)[1] + int(found[1])
-        if n >= size:
-            return (f"Thread n = {n} has no element (out has {size}): every thread with "
-                    "n >= out.size must return at once.")
-        return (f"Thread n = {n} owns an element of out but indexed outside an array: skip the "
-                "taps whose input pixel falls outside the image (zero padding) before reading x.")
-    return ("Does every thread with n >= out.size return at once, and does the kernel skip the "
-            "taps that fall outside the image (zero padding) before reading x?")
-
-
-def _run_kernel(kernel, name: str, x: torch.Tensor, weight: torch.Tensor, dilation: int, what: str):
-    """Launch the reader's kernel with one thread per output element; returns ``out`` (CPU)."""
-    B, Cout, H, W = x.shape[0], weight.shape[0], x.shape[2], x.shape[3]
-    size = B * Cout * H * W
-    device = kernel_device(x)
-    # ``out`` starts as NaN (an element no thread wrote stays NaN) and is followed in memory
-    # by _GUARD more NaNs (a thread that writes past the end of ``out`` changes them).
-    buffer = torch.full((size + _GUARD,), float("nan"), dtype=x.dtype, device=device)
-    out = buffer[:size].view(B, Cout, H, W)
-    try:
-        launch(kernel, size, x.to(device).contiguous(), weight.to(device).contiguous(), out, dilation)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    except Exception as exc:  # an exception inside the kernel (simulator) or a compile error
-        if _raised_not_implemented(exc):
-            raise _stub_error(name, exc) from None
-        if isinstance(exc, IndexError):
-            raise AssertionError(f"{what}: a thread indexed outside an array ({exc}).\n"
-                                 + _index_error_hint(str(exc), size)) from None
-        raise AssertionError(f"{what}: the kernel failed with {type(exc).__name__}: {exc}") from None
-    buffer = buffer.cpu()
-    if not torch.isnan(buffer[size:]).all():
-        raise AssertionError(
-            f"{what}: threads with n >= B*Cout*H*W = {size} wrote past the end of out; every "
-            "thread must first check `if n >= out.size: return`"
-        )
-    return buffer[:size].view(B, Cout, H, W)
-
-
 def check_dilated_conv2d_cuda_kernel(kernel) -> None:
     """``kernel(x, weight, out, dilation)``, a ``@cuda.jit`` kernel with one thread per element
     of ``out: (B, Cout, H, W)``, must write ``F.conv2d(x, weight, padding=dilation*r,
     dilation=dilation)`` into ``out`` (``weight: (Cout, Cin, k, k)``, ``r = (k - 1) // 2``)."""
-    name = getattr(kernel, "__name__", "dilated_conv2d_cuda_kernel")
-    if not hasattr(kernel, "__getitem__"):
-        raise AssertionError(
-            f"{name} is a plain Python function, not a CUDA kernel: decorate it with @cuda.jit "
-            "(from numba import cuda) so that it can be launched as kernel[blocks, threads](...)"
-        )
+    name = require_cuda_kernel(kernel, "dilated_conv2d_cuda_kernel")
     gen = torch.Generator().manual_seed(104)
     for B, Cin, Cout, H, W, k, d in CUDA_CASES:
         x = torch.randn(B, Cin, H, W, generator=gen, dtype=torch.float64)
@@ -335,7 +258,8 @@ def check_dilated_conv2d_cuda_kernel(kernel) -> None:
         expected = F.conv2d(x, weight, padding=d * r, dilation=d)
         what = (f"{name}(x of shape {_shape(x)}, weight of shape {_shape(weight)}, out of shape "
                 f"{tuple(expected.shape)}, dilation={d})")
-        out = _run_kernel(kernel, name, x, weight, d, what)
+        out = run_reader_kernel(kernel, name, (x, weight), tuple(expected.shape), (d,), what,
+                                out_name="out", size_label="B*Cout*H*W")
         missing = torch.isnan(out)
         if missing.all():
             # On a GPU a kernel's exception is not reported: a stub just writes nothing.

@@ -18,14 +18,13 @@ and compares it with a reference computed here, independently of the reader's co
 
 from __future__ import annotations
 
-import re
 
 import torch
 import torch.nn.functional as F
 
 from .._bootstrap import simulating
-from ..cuda_bridge import kernel_device, launch, launch_config
-from . import StubError, call, expect_close, passed
+from . import call, expect_close, passed
+from .cuda_checks import require_cuda_kernel, run_reader_kernel
 
 __all__ = [
     "CHECKS",
@@ -244,78 +243,11 @@ CUDA_CASES = [
     (2, 2, 4, 5, 5, 1),   # 80 threads: two images, 5x5 wider than the image
     (1, 3, 6, 5, 3, 3),   # 90 threads
 ]
-#: Extra NaN elements after ``grad_x``: a thread that writes past its end shows there.
-_GUARD = 256
-
-
-def _raised_not_implemented(exc: BaseException) -> bool:
-    """Whether ``exc`` is, wraps or was caused by a ``NotImplementedError`` (a stub kernel)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, NotImplementedError) or "NotImplementedError" in str(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _index_error_hint(message: str, size: int) -> str:
-    found = re.search(r"tid=\[(\d+), 0, 0\] ctaid=\[(\d+), 0, 0\]", message)
-    if found:
-        n = int(found[2]) * launch_config(size)[1] + int(found[1])
-        if n >= size:
-            return (f"Thread n = {n} has no element (grad_x has {size}): every thread with "
-                    "n >= grad_x.size must return at once.")
-        return (f"Thread n = {n} owns an element of grad_x but indexed outside an array: skip the "
-                "taps whose output pixel (y - oy, x - ox) falls outside the image before reading "
-                "grad_out and filters.")
-    return ("Does every thread with n >= grad_x.size return at once, and does the kernel skip the "
-            "taps whose output pixel falls outside the image?")
-
-
-def _run_kernel(kernel, name, grad_out, filters, k, d, what):
-    """Launch the reader's kernel with one thread per element of ``grad_x``; returns it (CPU)."""
-    B, C, H, W = grad_out.shape
-    size = B * C * H * W
-    device = kernel_device(grad_out)
-    buffer = torch.full((size + _GUARD,), float("nan"), dtype=grad_out.dtype, device=device)
-    grad_x = buffer[:size].view(B, C, H, W)
-    try:
-        launch(kernel, size, grad_out.to(device).contiguous(), filters.to(device).contiguous(),
-               grad_x, k, d)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    except Exception as exc:  # an exception inside the kernel (simulator) or a compile error
-        if _raised_not_implemented(exc):
-            detail = str(exc).strip()
-            raise StubError(
-                f"{name} still raises NotImplementedError: replace the stub's body with your "
-                "implementation, then run this cell again"
-                + (f"\n(what was raised: {type(exc).__name__}: {detail})" if detail else "")
-            ) from None
-        if isinstance(exc, IndexError):
-            raise AssertionError(f"{what}: a thread indexed outside an array ({exc}).\n"
-                                 + _index_error_hint(str(exc), size)) from None
-        raise AssertionError(f"{what}: the kernel failed with {type(exc).__name__}: {exc}") from None
-    buffer = buffer.cpu()
-    if not torch.isnan(buffer[size:]).all():
-        raise AssertionError(
-            f"{what}: threads with n >= B*C*H*W = {size} wrote past the end of grad_x; every "
-            "thread must first check `if n >= grad_x.size: return`"
-        )
-    return buffer[:size].view(B, C, H, W)
-
-
 def check_grad_input_cuda_kernel(kernel) -> None:
     """``kernel(grad_out, filters, grad_x, kernel_size, dilation)``, a ``@cuda.jit`` kernel with
     one thread per element of ``grad_x: (B, C, H, W)``, must write ``dL/dx`` of Eq. 2.1 into
     ``grad_x`` (Eq. 2.3), given ``grad_out = dL/dout`` and ``filters: (B, k*k, H, W)``."""
-    name = getattr(kernel, "__name__", "grad_input_cuda_kernel")
-    if not hasattr(kernel, "__getitem__"):
-        raise AssertionError(
-            f"{name} is a plain Python function, not a CUDA kernel: decorate it with @cuda.jit "
-            "(from numba import cuda) so that it can be launched as kernel[blocks, threads](...)"
-        )
+    name = require_cuda_kernel(kernel, "grad_input_cuda_kernel")
     gen = torch.Generator().manual_seed(204)
     for B, C, H, W, k, d in CUDA_CASES:
         x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -325,7 +257,11 @@ def check_grad_input_cuda_kernel(kernel) -> None:
             (expected,) = torch.autograd.grad(reference_dynamic_filter(x, filters, k, d), x, grad_out)
         what = (f"{name}(grad_out of shape {_shape(grad_out)}, filters of shape {_shape(filters)}, "
                 f"grad_x of shape {_shape(grad_out)}, kernel_size={k}, dilation={d})")
-        grad_x = _run_kernel(kernel, name, grad_out, filters, k, d, what)
+        grad_x = run_reader_kernel(
+            kernel, name, (grad_out, filters), tuple(grad_out.shape), (k, d), what,
+            out_name="grad_x", size_label="B*C*H*W",
+            bounds_hint="skip the taps whose output pixel (y - oy, x - ox) falls outside the "
+                        "image before reading grad_out and filters")
         missing = torch.isnan(grad_x)
         if missing.all():
             raise AssertionError(
