@@ -8,7 +8,6 @@ name -> check), the stubs are the functions its code cells define (cells tagged
 
 import functools
 import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import jupytext
 import pytest
 
 from dyncore.exercises import StubError
+from solutions import load_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.md"))
@@ -23,15 +23,6 @@ NOTEBOOKS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.md"))
 
 def checks_for(notebook: Path) -> dict:
     return importlib.import_module(f"dyncore.exercises.ch{notebook.stem[:2]}").CHECKS
-
-
-@functools.cache
-def load_solutions(notebook: Path):
-    path = ROOT / "exercises" / "solutions" / f"{notebook.stem}.py"
-    spec = importlib.util.spec_from_file_location(f"solutions_{notebook.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @functools.cache
@@ -57,15 +48,17 @@ IDS = [f"{nb.stem}:{name}" for nb, name in CASES]
 def test_notebook_solutions_and_checks_name_the_same_exercises(notebook):
     checks = checks_for(notebook)
     assert len(checks) >= 3, f"{notebook.name} needs at least three exercises"
-    stubs, solutions = load_stubs(notebook), load_solutions(notebook)
+    stubs, solutions = load_stubs(notebook), load_solutions(notebook.stem)
     for name in checks:
         assert callable(stubs.get(name)), f"{notebook.name} defines no stub named {name}"
         assert callable(getattr(solutions, name, None)), f"the solutions define no {name}"
 
 
 @pytest.mark.parametrize("notebook,name", CASES, ids=IDS)
-def test_check_passes_on_solution(notebook, name):
-    checks_for(notebook)[name](getattr(load_solutions(notebook), name))
+def test_check_passes_on_solution(notebook, name, capsys):
+    checks_for(notebook)[name](getattr(load_solutions(notebook.stem), name))
+    printed = capsys.readouterr().out
+    assert printed.count("Correct:") == 1, f"a passing check prints one 'Correct:' line, got {printed!r}"
 
 
 @pytest.mark.parametrize("notebook,name", CASES, ids=IDS)

@@ -7,7 +7,6 @@ ignores strides, a kernel without its bounds guard, ...) and that the message sa
 wrong. The wrong answers below are written on purpose.
 """
 
-import importlib.util
 from pathlib import Path
 
 import dyncore  # noqa: F401  first: picks the GPU or the CUDA simulator before Numba loads
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from numba import cuda
 
 from dyncore._bootstrap import simulating
+from solutions import load_solutions
 from dyncore.exercises import StubError, ch01, cuda_checks
 from dyncore.receptive_field import receptive_field
 
@@ -27,15 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "exercises" / "01_convolution.md"
 
 
-def _solutions():
-    path = ROOT / "exercises" / "solutions" / "01_convolution.py"
-    spec = importlib.util.spec_from_file_location("solutions_01_for_ch01_tests", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOL = _solutions()
+SOL = load_solutions("01_convolution")
 
 
 def _notebook_stubs() -> dict:

@@ -8,8 +8,6 @@ wrong way, a CUDA kernel that scatters instead of gathering) and that the messag
 wrong. The wrong answers below are written on purpose.
 """
 
-import importlib.util
-from pathlib import Path
 
 import dyncore  # noqa: F401  first: picks the GPU or the CUDA simulator before Numba loads
 import pytest
@@ -19,20 +17,12 @@ from numba import cuda
 
 from dyncore._bootstrap import simulating
 from dyncore.dfn import dynamic_filter
+from solutions import load_solutions
 from dyncore.exercises import StubError, ch02
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _solutions():
-    path = ROOT / "exercises" / "solutions" / "02_dynamic_filters.py"
-    spec = importlib.util.spec_from_file_location("solutions_02_for_ch02_tests", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SOL = _solutions()
+SOL = load_solutions("02_dynamic_filters")
 
 
 def test_checks_print_correct_on_the_solutions(capsys):

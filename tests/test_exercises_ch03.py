@@ -1,18 +1,14 @@
 """The checks of Chapter 3's exercises accept the solutions and reject plausible mistakes."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from solutions import load_solutions
 from dyncore.exercises import StubError, ch03
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("sol03", ROOT / "exercises/solutions/03_ls_dfn.py")
-sol = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sol)
+sol = load_solutions("03_ls_dfn")
 
 
 def test_solutions_pass(capsys):

@@ -1,45 +1,16 @@
 """The checks of Chapter 4's exercises accept the solutions and reject plausible wrong answers,
 each with a message that says what is wrong."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import dyncore  # noqa: F401
+from solutions import load_solutions
 from dyncore.exercises import StubError, ch04
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("solutions_04", ROOT / "exercises" / "solutions" / "04_dmnet.py")
-SOL = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(SOL)
-
-
-def test_checks_print_correct_on_the_solutions(capsys):
-    for name, check in ch04.CHECKS.items():
-        check(getattr(SOL, name))
-    printed = capsys.readouterr().out
-    assert printed.count("Correct:") == len(ch04.CHECKS), printed
-
-
-@pytest.mark.parametrize("name", list(ch04.CHECKS))
-def test_a_stub_is_reported_as_a_stub(name):
-    def stub(*args):
-        raise NotImplementedError
-
-    with pytest.raises(StubError, match="still raises NotImplementedError"):
-        ch04.CHECKS[name](stub)
-
-
-@pytest.mark.parametrize("name", list(ch04.CHECKS))
-def test_forgetting_to_return_is_named(name):
-    def forgets(*args):
-        getattr(SOL, name)(*args)
-
-    with pytest.raises(AssertionError, match="returned None|return a pair"):
-        ch04.CHECKS[name](forgets)
+SOL = load_solutions("04_dmnet")
 
 
 # ------------------------------------------------------------------------------------------
