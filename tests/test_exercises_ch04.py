@@ -13,6 +13,15 @@ from dyncore.exercises import StubError, ch04
 SOL = load_solutions("04_dmnet")
 
 
+@pytest.mark.parametrize("name", list(ch04.CHECKS))
+def test_forgetting_to_return_is_named(name):
+    def forgets(*args):
+        getattr(SOL, name)(*args)
+
+    with pytest.raises(AssertionError, match="returned None|return a pair"):
+        ch04.CHECKS[name](forgets)
+
+
 # ------------------------------------------------------------------------------------------
 # Exercise 1: the groups trick
 # ------------------------------------------------------------------------------------------
