@@ -31,7 +31,7 @@ NB_BUILD := $(BUILD)/notebooks
 BOOK_OUT := $(BUILD)/book
 CHECK_OUT := $(BUILD)/book-check
 # Seconds per notebook cell in `make test` (nbval's default is 2000).
-CELL_TIMEOUT ?= 300
+CELL_TIMEOUT ?= 600
 
 PORT ?= 8888
 TOKEN ?=
@@ -93,6 +93,7 @@ test-notebooks: setup
 			esac
 		done
 	done
+	cp tests/nbval_patience.py $(NB_BUILD)/conftest.py
 	notebooks=($(NB_BUILD)/chapters/*.ipynb $(NB_BUILD)/exercises/*.ipynb)
 	if (( $${#notebooks[@]} == 0 )); then echo "no notebooks to test"; exit 0; fi
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env \
