@@ -11,6 +11,7 @@ from . import _bootstrap  # noqa: I001  (order matters)
 from .backend import BACKENDS, backends, resolve_backend
 from . import utils
 from . import conv
+from . import ddf
 from . import dfn
 from . import dmnet
 from . import lsdfn
@@ -18,4 +19,4 @@ from . import pad
 
 __version__ = "0.1.0"
 
-__all__ = ["BACKENDS", "backends", "resolve_backend", "utils", "conv", "dfn", "dmnet", "lsdfn", "pad", "__version__"]
+__all__ = ["BACKENDS", "backends", "resolve_backend", "utils", "conv", "ddf", "dfn", "dmnet", "lsdfn", "pad", "__version__"]

@@ -44,6 +44,30 @@ def dynamic_filter_forward_kernel(x, filters, out, k, d):
             if ys < 0 or ys >= H:  # the whole row of this tap is padding
                 continue
             lo, hi = inside(W, ox)
+            # Zero-based views of the three rows: an index that cannot be negative needs no
+            # wrap-around test, and LLVM vectorizes the loop (Chapter 7's before/after).
+            o, f_row, x_row = row[lo:hi], filters[b, t, y, lo:hi], x[b, c, ys, lo + ox:hi + ox]
+            for i in range(hi - lo):
+                o[i] += f_row[i] * x_row[i]
+
+
+@njit(parallel=True, cache=True)
+def dynamic_filter_forward_simple(x, filters, out, k, d):
+    """The forward before tuning, kept for Chapter 7's before/after: the same loops, but
+    indexing the rows with ``xx + ox``, which Numba guards with a negative-index test that
+    stops LLVM from vectorizing the innermost loop."""
+    B, C, H, W = x.shape
+    r = (k - 1) // 2
+    for n in prange(B * C * H):
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = out[b, c, y]
+        row[:] = 0
+        for t in range(k * k):
+            oy, ox = (t // k - r) * d, (t % k - r) * d
+            ys = y + oy
+            if ys < 0 or ys >= H:
+                continue
+            lo, hi = inside(W, ox)
             f_row, x_row = filters[b, t, y], x[b, c, ys]
             for xx in range(lo, hi):
                 row[xx] += f_row[xx] * x_row[xx + ox]
@@ -92,6 +116,15 @@ def forward(config, x, filters):
     kernel_size, dilation = config
     out = torch.empty(x.shape, dtype=x.dtype)
     dynamic_filter_forward_kernel(numpy_view(x), numpy_view(filters), out.numpy(),
+                                  kernel_size, dilation)
+    return out
+
+
+def forward_simple(config, x, filters):
+    """Host function of :func:`dynamic_filter_forward_simple` (Chapter 7's "before")."""
+    kernel_size, dilation = config
+    out = torch.empty(x.shape, dtype=x.dtype)
+    dynamic_filter_forward_simple(numpy_view(x), numpy_view(filters), out.numpy(),
                                   kernel_size, dilation)
     return out
 

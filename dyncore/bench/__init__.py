@@ -2,6 +2,13 @@
 
 These machines are shared and noisy, so the book never quotes an absolute time alone: it
 times the contenders one after another in one process and reports their ratios.
+
+* :func:`compare`, :class:`BenchmarkTable`, :func:`time_callable`, :func:`peak_memory`: the
+  helpers every chapter uses;
+* :mod:`dyncore.bench.suite` (Chapter 7): every operator x backend x size, forward and
+  forward+backward, with peak memory and the roofline bound, saved as CSV or JSON with the
+  machine's description; :mod:`dyncore.bench.__main__` is its command line,
+  ``python -m dyncore.bench --help``.
 """
 
 from __future__ import annotations
@@ -136,3 +143,8 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device = "cpu", wa
     before = _proc_status_bytes("VmRSS:")
     fn()
     return max(0, _proc_status_bytes("VmHWM:") - before)
+
+
+# The suite (operators x backends x sizes, result files) and its command line, ``python -m
+# dyncore.bench``; imported last because it uses the helpers above.
+from .suite import OPERATORS, Results, available_operators, run  # noqa: E402, F401  (re-exported)

@@ -1,0 +1,160 @@
+"""Command line of the benchmark suite: ``python -m dyncore.bench --help``.
+
+Examples::
+
+    python -m dyncore.bench --quick --out /tmp/bench.csv
+    python -m dyncore.bench --ops ddf,depthwise --backends numba,native --sizes 2x64x128x160 \\
+        --mode forward,backward --out results/cpu.json
+    python -m dyncore.bench --device cuda --out results/gpu-$(date +%F).json   # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import dyncore  # noqa: F401  first: it selects the CUDA simulator before Numba is imported
+import torch
+
+from .. import roofline
+from .suite import ALL_BACKENDS, MODES, OPERATORS, available_operators, parse_size, run
+
+#: Sizes of the full run per device (the last one on a GPU is the paper's Table 2 input).
+DEFAULT_SIZES = {"cpu": "1x32x128x128,2x64x128x160", "cuda": "1x64x128x128,2x256x200x300"}
+QUICK_SIZE = "1x8x16x16"
+
+
+def _csv_list(name, choices=None, convert=str):
+    def parse(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"{name}: give at least one value (comma-separated)")
+        out = []
+        for item in items:
+            if choices is not None and item not in choices:
+                raise argparse.ArgumentTypeError(
+                    f"{name}: unknown value {item!r}; choose from {', '.join(choices)}")
+            try:
+                out.append(convert(item))
+            except ValueError as e:
+                raise argparse.ArgumentTypeError(f"{name}: {e}") from None
+        return out
+    return parse
+
+
+def _kernel_size(text):
+    k = int(text)
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"kernel sizes must be odd positive ints; got {text!r}")
+    return k
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
+    return v
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int; got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ops = list(OPERATORS)
+    p = argparse.ArgumentParser(
+        prog="python -m dyncore.bench",
+        description="Time every dyncore operator x backend x size (forward, forward+backward), "
+                    "measure peak memory and the fraction of the roofline bound, and write the "
+                    "results with the machine's description.",
+        epilog="On a GPU machine: python -m dyncore.bench --device cuda --out results/gpu-DATE.json "
+               "(then pytest -m gpu for the real-GPU correctness tests).")
+    p.add_argument("--ops", type=_csv_list("--ops", ops), default=None,
+                   help=f"comma-separated operators (default: all available): {','.join(ops)}")
+    p.add_argument("--backends", type=_csv_list("--backends", ALL_BACKENDS), default=None,
+                   help="comma-separated backends: native (PyTorch's F.conv2d), numba, torch, cuda "
+                        "(default: native,numba,torch on cpu; native,cuda,torch on cuda)")
+    p.add_argument("--sizes", type=_csv_list("--sizes", convert=parse_size), default=None,
+                   help="comma-separated BxCxHxW sizes, e.g. 1x64x128x128,2x256x200x300 "
+                        f"(default on cpu: {DEFAULT_SIZES['cpu']}; on cuda: {DEFAULT_SIZES['cuda']})")
+    p.add_argument("--kernel-sizes", type=_csv_list("--kernel-sizes", convert=_kernel_size), default=[3],
+                   help="comma-separated odd kernel sizes (default 3)")
+    p.add_argument("--mode", type=_csv_list("--mode", MODES), default=["forward", "backward"],
+                   help="forward and/or backward (= forward + backward); default both")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run (default cpu)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
+    p.add_argument("--min-run-time", type=_positive_float, default=None,
+                   help="seconds of timing per case (torch.utils.benchmark; default 0.3, 0.02 with --quick)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for PyTorch and Numba (default: all; 1 with --quick)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--max-memory", type=_positive_float, default=None, metavar="GIB",
+                   help="skip cases estimated to need more memory than this, in GiB (default: a "
+                        "quarter of the RAM on cpu, half the GPU memory on cuda)")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="skip measuring bandwidth and matmul peak (no fraction of bound)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: size {QUICK_SIZE}, short timings, quick roofline, one thread")
+    p.add_argument("--out", default=None, help="write results to this .csv or .json file")
+    p.add_argument("--list", action="store_true", help="list operators and backends, then exit")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        available = set(available_operators())
+        for name, op in OPERATORS.items():
+            flag = "" if name in available else "   (not importable in this checkout)"
+            print(f"{name:<10} {op.description}; backends: {', '.join(op.backends)}{flag}")
+        return 0
+    if args.out is not None and not args.out.lower().endswith((".csv", ".json")):
+        parser.error(f"--out must end in .csv or .json; got {args.out!r}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: PyTorch sees no CUDA GPU on this machine")
+    ops = args.ops or available_operators()
+    missing = [op for op in ops if op not in available_operators()]
+    if missing:
+        parser.error(f"--ops: {', '.join(missing)} not importable in this checkout")
+    backends = args.backends or (["native", "numba", "torch"] if args.device == "cpu"
+                                 else ["native", "cuda", "torch"])
+    sizes = args.sizes or [parse_size(s) for s in
+                           (QUICK_SIZE if args.quick else DEFAULT_SIZES[args.device]).split(",")]
+    min_run_time = args.min_run_time or (0.02 if args.quick else 0.3)
+    dtype = getattr(torch, args.dtype)
+    threads = args.threads or (1 if args.quick else None)  # tiny inputs: a thread pool only waits
+    if threads:
+        from ..utils import num_threads
+        context = num_threads(threads)
+    else:
+        import contextlib
+        context = contextlib.nullcontext()
+    with context:
+        limits = None
+        if not args.no_roofline:
+            limits = roofline.measure_machine(args.device, dtype, quick=args.quick)
+            print(limits, file=sys.stderr)
+        results = run(ops, backends, sizes, args.kernel_sizes, args.mode, args.device, dtype,
+                      min_run_time, memory=not args.no_memory, limits=limits,
+                      progress=sys.stderr.isatty(),
+                      max_bytes=None if args.max_memory is None else int(args.max_memory * 2**30))
+    print(results.table())
+    for line in results.skipped:
+        print("skipped:", line, file=sys.stderr)
+    if args.out:
+        print("wrote", results.save(args.out), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

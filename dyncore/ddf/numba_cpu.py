@@ -1,0 +1,333 @@
+"""The decoupled dynamic filter compiled with Numba for the CPU: fused forward and backward kernels.
+
+Nothing of size ``C * k*k * Ho * Wo`` is ever built: the kernels read ``x``, ``spatial`` and
+``channel`` and write the output directly (the paper's "no intermediate multiplied filters").
+
+Two forwards:
+
+* :func:`ddf_forward_simple` -- the loops of :mod:`dyncore.ddf.loops` compiled as they are:
+  ``prange`` over the planes ``(b, c)``, then pixel by pixel, tap by tap, with the padding test
+  on every term. It is the *untuned* version, kept (and tested) for Chapter 7's before/after.
+* :func:`ddf_forward_kernel` -- the tuned one the ``"numba"`` backend uses. The loops are
+  reordered so that the innermost loop runs along an output row, over zero-based slices of
+  contiguous memory (``out``, ``spatial`` and, at stride 1, ``x``), with the padding test
+  hoisted into the loop bounds (:func:`valid_range`) and the channel weight ``channel[b, c, t]``
+  hoisted out as a scalar: the loop body is two multiplies and an add, which LLVM vectorizes.
+  Stride 1 has its own loop (contiguous ``x``); other strides read ``x`` with a step. With
+  ``k = 3`` and stride 1 (the paper's setting) a fast path adds a whole row of three taps per
+  pass over the output row (:func:`_tap_row3_stride1`), 3 passes instead of 9. Parallel over
+  output rows ``(b, c, yo)``: an iteration owns one row; ``prange`` hands each thread a
+  contiguous range of rows, so a thread streams through whole planes of ``x`` and ``out`` in
+  memory order, and the spatial filter of image ``b`` is read again for every channel, from
+  cache. (Blocking rows of all channels together, to keep the spatial filter's rows in L1,
+  measured slower: the streaming order within a plane matters more on this machine.) Its host function
+  :func:`forward` allocates a large output in 2 MiB pages (:func:`empty_output`): on these
+  virtual machines the page faults of a fresh 123 MB tensor cost more than the kernel.
+
+The host functions :func:`forward_simple` (untuned kernel, ``torch.empty`` output) and
+:func:`forward` (tuned kernel, huge-page output) give Chapter 7 its before and after; timing
+the kernels on preallocated numpy arrays separates the kernel from the allocation.
+
+Backward, with ``G = dL/d out``, each kernel a gather in which one ``prange`` iteration owns the
+elements it writes (deterministic, no atomics):
+
+* ``dL/dx[b, c, y, x] = sum_t G[b, c, yo, xo] * spatial[b, t, yo, xo] * channel[b, c, t]`` with
+  ``(yo, xo) = ((y - oy_t)/s, (x - ox_t)/s)`` where those are integers inside the output: the
+  taps flipped. An iteration owns the row ``dL/dx[b, c, y]`` (:func:`ddf_grad_input_kernel`).
+* ``dL/dspatial[b, t, yo, xo] = sum_c G[b, c, yo, xo] * channel[b, c, t] * x[b, c, yo*s + oy_t, xo*s + ox_t]``:
+  an iteration owns the output row ``yo`` of image ``b`` for all taps, and sweeps the channels
+  (:func:`ddf_grad_spatial_kernel`).
+* ``dL/dchannel[b, c, t] = sum_{yo, xo} G[b, c, yo, xo] * spatial[b, t, yo, xo] * x[b, c, yo*s + oy_t, xo*s + ox_t]``:
+  an iteration owns ``dL/dchannel[b, c, :]``; it accumulates per tap into a row of partial sums
+  (vectorizable) and adds the row up at the end, in a fixed order (:func:`ddf_grad_channel_kernel`).
+"""
+
+import math
+import mmap
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from ..autograd import KernelSet, numpy_view
+
+#: Outputs at least this large are allocated in transparent huge pages (:func:`empty_output`).
+HUGE_PAGE_THRESHOLD = 8 << 20
+
+
+def empty_output(shape, dtype) -> torch.Tensor:
+    """An uninitialized CPU tensor for a kernel to fill, in 2 MiB pages when it is large.
+
+    A fresh 123 MB tensor (Table 2's output) is mapped by the OS in 4 KiB pages, one page fault
+    each on first touch: on the book's 2-core virtual machines those faults cost more than the
+    DDF kernel that fills the tensor. Asking Linux for transparent huge pages
+    (``madvise(MADV_HUGEPAGE)``, honoured when ``/sys/kernel/mm/transparent_hugepage/enabled``
+    is ``always`` or ``madvise``) cuts the faults 512-fold. Small tensors, and systems without
+    ``MADV_HUGEPAGE``, get a plain ``torch.empty``. The tensor keeps its memory map alive and
+    frees it when it is freed; its storage cannot be resized (``resize_``), like any tensor
+    made with ``torch.frombuffer``.
+    """
+    count = math.prod(shape)
+    nbytes = count * torch.empty((), dtype=dtype).element_size()
+    if nbytes < HUGE_PAGE_THRESHOLD or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(shape, dtype=dtype)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(buf, dtype=dtype, count=count).view(shape)
+
+
+@njit(cache=True, inline="always")
+def valid_range(n_out, n_in, stride, offset):
+    """``[lo, hi)``: the output indices ``o`` with ``0 <= o*stride + offset < n_in``, ``o < n_out``."""
+    lo = 0
+    if offset < 0:
+        lo = (-offset + stride - 1) // stride  # ceil(-offset / stride)
+    hi = min(n_out, (n_in - 1 - offset) // stride + 1) if n_in - 1 - offset >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def ddf_forward_simple(x, spatial, channel, out, k, d, s):
+    """The untuned fused forward, kept for Chapter 7's before/after: the loops, compiled.
+
+    One ``prange`` iteration per plane ``(b, c)``; pixel by pixel, tap by tap, with the padding
+    test inside the innermost loop, exactly as :func:`dyncore.ddf.loops.ddf_loops` reads.
+    """
+    B, C, H, W = x.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    r = (k - 1) // 2
+    for n in prange(B * C):
+        b, c = n // C, n % C
+        for yo in range(Ho):
+            for xo in range(Wo):
+                acc = out.dtype.type(0)
+                for t in range(k * k):
+                    y = yo * s + (t // k - r) * d
+                    xx = xo * s + (t % k - r) * d
+                    if 0 <= y < H and 0 <= xx < W:
+                        acc += spatial[b, t, yo, xo] * channel[b, c, t] * x[b, c, y, xx]
+                out[b, c, yo, xo] = acc
+
+
+@njit(cache=True, inline="always")
+def _edge3(orow, xr, s0, s1, s2, w0, w1, w2, xo, d, W):
+    """One output pixel of a 3-tap row, with the padding tests (the row's ends)."""
+    acc = orow[xo]
+    if xo - d >= 0:
+        acc += w0 * s0[xo] * xr[xo - d]
+    acc += w1 * s1[xo] * xr[xo]
+    if xo + d < W:
+        acc += w2 * s2[xo] * xr[xo + d]
+    orow[xo] = acc
+
+
+@njit(cache=True, inline="always")
+def _tap_row3_stride1(orow, xr, s0, s1, s2, w0, w1, w2, d, W):
+    """``orow += w0*s0*xr[. - d] + w1*s1*xr[.] + w2*s2*xr[. + d]``: one row of a 3 x 3 filter.
+
+    The interior columns ``[d, W - d)``, where all three taps are inside the image, in one
+    vectorizable loop over zero-based slices; the ``d`` columns at each end one by one.
+    """
+    lo = min(d, W)
+    hi = max(lo, W - d)
+    if hi > lo:
+        o = orow[lo:hi]
+        a0, a1, a2 = s0[lo:hi], s1[lo:hi], s2[lo:hi]
+        xm, xc, xp = xr[lo - d:hi - d], xr[lo:hi], xr[lo + d:hi + d]
+        for i in range(hi - lo):
+            o[i] += w0 * a0[i] * xm[i] + w1 * a1[i] * xc[i] + w2 * a2[i] * xp[i]
+    for xo in range(lo):
+        _edge3(orow, xr, s0, s1, s2, w0, w1, w2, xo, d, W)
+    for xo in range(hi, W):
+        _edge3(orow, xr, s0, s1, s2, w0, w1, w2, xo, d, W)
+
+
+@njit(parallel=True, cache=True)
+def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
+    """The tuned fused forward (see the module docstring)."""
+    B, C, H, W = x.shape
+    Ho, Wo = out.shape[2], out.shape[3]
+    r = (k - 1) // 2
+    for n in prange(B * C * Ho):  # one output row (b, c, yo) per iteration
+        b, c, yo = n // (C * Ho), (n // Ho) % C, n % Ho
+        orow = out[b, c, yo]
+        orow[:] = 0
+        if k == 3 and s == 1:  # the fast path: a whole row of 3 taps per pass over orow
+            for i in range(3):
+                y = yo + (i - 1) * d
+                if y < 0 or y >= H:
+                    continue
+                t = 3 * i
+                _tap_row3_stride1(orow, x[b, c, y], spatial[b, t, yo], spatial[b, t + 1, yo],
+                                  spatial[b, t + 2, yo], channel[b, c, t],
+                                  channel[b, c, t + 1], channel[b, c, t + 2], d, W)
+            continue
+        for t in range(k * k):
+            oy, ox = (t // k - r) * d, (t % k - r) * d
+            y = yo * s + oy
+            if y < 0 or y >= H:
+                continue  # the whole row of this tap reads padding
+            lo, hi = valid_range(Wo, W, s, ox)
+            if hi <= lo:
+                continue
+            w = channel[b, c, t]  # the channel filter's tap: one scalar for the whole row
+            o = orow[lo:hi]
+            sp = spatial[b, t, yo, lo:hi]
+            if s == 1:
+                xr = x[b, c, y, lo + ox:hi + ox]
+                for i in range(hi - lo):  # from 0 over slices: LLVM vectorizes it
+                    o[i] += w * sp[i] * xr[i]
+            else:
+                xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
+                for i in range(hi - lo):
+                    o[i] += w * sp[i] * xr[i]
+
+
+@njit(parallel=True, cache=True)
+def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
+    B, C, H, W = grad_x.shape
+    Ho, Wo = grad_out.shape[2], grad_out.shape[3]
+    r = (k - 1) // 2
+    for n in prange(B * C * H):  # one input-gradient row (b, c, y) per iteration
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = grad_x[b, c, y]
+        row[:] = 0
+        for t in range(k * k):
+            oy, ox = (t // k - r) * d, (t % k - r) * d
+            dy = y - oy  # flipped tap: the output row whose tap t read input row y
+            if dy < 0 or dy % s != 0:
+                continue
+            yo = dy // s
+            if yo >= Ho:
+                continue
+            lo, hi = valid_range(Wo, W, s, ox)  # the output columns whose tap t is inside
+            if hi <= lo:
+                continue
+            w = channel[b, c, t]
+            go = grad_out[b, c, yo, lo:hi]
+            sp = spatial[b, t, yo, lo:hi]
+            if s == 1:
+                g = row[lo + ox:hi + ox]
+                for i in range(hi - lo):
+                    g[i] += w * go[i] * sp[i]
+            else:
+                g = row[lo * s + ox:(hi - 1) * s + ox + 1:s]
+                for i in range(hi - lo):
+                    g[i] += w * go[i] * sp[i]
+
+
+@njit(parallel=True, cache=True)
+def ddf_grad_spatial_kernel(grad_out, x, channel, grad_spatial, k, d, s):
+    B, C, H, W = x.shape
+    Ho, Wo = grad_out.shape[2], grad_out.shape[3]
+    r = (k - 1) // 2
+    for n in prange(B * Ho):  # the rows grad_spatial[b, :, yo] of every tap, per iteration
+        b, yo = n // Ho, n % Ho
+        for t in range(k * k):
+            grad_spatial[b, t, yo, :] = 0
+        for c in range(C):  # channels outer: each row of G is read once, the k*k rows stay in cache
+            go_row = grad_out[b, c, yo]
+            for t in range(k * k):
+                oy, ox = (t // k - r) * d, (t % k - r) * d
+                y = yo * s + oy
+                if y < 0 or y >= H:
+                    continue  # a tap that read padding has no gradient
+                lo, hi = valid_range(Wo, W, s, ox)
+                if hi <= lo:
+                    continue
+                w = channel[b, c, t]
+                g = grad_spatial[b, t, yo, lo:hi]
+                go = go_row[lo:hi]
+                if s == 1:
+                    xr = x[b, c, y, lo + ox:hi + ox]
+                    for i in range(hi - lo):
+                        g[i] += w * go[i] * xr[i]
+                else:
+                    xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
+                    for i in range(hi - lo):
+                        g[i] += w * go[i] * xr[i]
+
+
+@njit(parallel=True, cache=True)
+def ddf_grad_channel_kernel(grad_out, x, spatial, grad_channel, k, d, s):
+    B, C, H, W = x.shape
+    Ho, Wo = grad_out.shape[2], grad_out.shape[3]
+    r = (k - 1) // 2
+    T = k * k
+    for n in prange(B * C):  # grad_channel[b, c, :] per iteration
+        b, c = n // C, n % C
+        partial = np.zeros((T, Wo), dtype=grad_channel.dtype)  # per-tap, per-column sums
+        for yo in range(Ho):
+            go_row = grad_out[b, c, yo]
+            for t in range(T):
+                oy, ox = (t // k - r) * d, (t % k - r) * d
+                y = yo * s + oy
+                if y < 0 or y >= H:
+                    continue
+                lo, hi = valid_range(Wo, W, s, ox)
+                if hi <= lo:
+                    continue
+                acc = partial[t, lo:hi]
+                go = go_row[lo:hi]
+                sp = spatial[b, t, yo, lo:hi]
+                if s == 1:
+                    xr = x[b, c, y, lo + ox:hi + ox]
+                    for i in range(hi - lo):
+                        acc[i] += go[i] * sp[i] * xr[i]
+                else:
+                    xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
+                    for i in range(hi - lo):
+                        acc[i] += go[i] * sp[i] * xr[i]
+        for t in range(T):  # add the columns up, in a fixed order
+            total = grad_channel.dtype.type(0)
+            for i in range(Wo):
+                total += partial[t, i]
+            grad_channel[b, c, t] = total
+
+
+def _out_shape(config, x):
+    _, _, stride = config
+    B, C, H, W = x.shape
+    return B, C, (H - 1) // stride + 1, (W - 1) // stride + 1
+
+
+def forward(config, x, spatial, channel):
+    kernel_size, dilation, stride = config
+    out = empty_output(_out_shape(config, x), x.dtype)
+    ddf_forward_kernel(numpy_view(x), numpy_view(spatial), numpy_view(channel), out.numpy(),
+                       kernel_size, dilation, stride)
+    return out
+
+
+def forward_simple(config, x, spatial, channel):
+    """Host function of :func:`ddf_forward_simple` (Chapter 7's "before")."""
+    kernel_size, dilation, stride = config
+    out = torch.empty(_out_shape(config, x), dtype=x.dtype)
+    ddf_forward_simple(numpy_view(x), numpy_view(spatial), numpy_view(channel), out.numpy(),
+                       kernel_size, dilation, stride)
+    return out
+
+
+def backward(config, grad_out, x, spatial, channel, needs):
+    kernel_size, dilation, stride = config
+    need_x, need_spatial, need_channel = needs
+    g = numpy_view(grad_out)
+    grad_x = grad_spatial = grad_channel = None
+    if need_x:
+        grad_x = empty_output(x.shape, x.dtype)
+        ddf_grad_input_kernel(g, numpy_view(spatial), numpy_view(channel), grad_x.numpy(),
+                              kernel_size, dilation, stride)
+    if need_spatial:
+        grad_spatial = torch.empty(spatial.shape, dtype=spatial.dtype)
+        ddf_grad_spatial_kernel(g, numpy_view(x), numpy_view(channel), grad_spatial.numpy(),
+                                kernel_size, dilation, stride)
+    if need_channel:
+        grad_channel = torch.empty(channel.shape, dtype=channel.dtype)
+        ddf_grad_channel_kernel(g, numpy_view(x), numpy_view(spatial), grad_channel.numpy(),
+                                kernel_size, dilation, stride)
+    return grad_x, grad_spatial, grad_channel
+
+
+DDF = KernelSet("numba", forward, backward)
+#: The untuned forward with the same backward, for Chapter 7's before/after comparisons.
+DDF_SIMPLE = KernelSet("numba", forward_simple, backward)

@@ -1,0 +1,333 @@
+"""The benchmark suite, its command line, the roofline model and the kernels tuned in Chapter 7."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import dyncore  # noqa: F401  first: it selects the CUDA simulator before Numba is imported
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from torch.utils.flop_counter import FlopCounterMode
+
+from dyncore import bench, roofline
+from dyncore.bench import suite
+from dyncore.bench.__main__ import main
+from dyncore.utils import machine_report
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU = torch.device("cpu")
+
+
+def _inputs(op, B=1, C=4, H=8, W=8, k=3, dtype=torch.float32, device=CPU):
+    return suite.OPERATORS[op].make_inputs(B, C, H, W, k, dtype, device, torch.Generator().manual_seed(0))
+
+
+def _available(op):
+    if not suite.OPERATORS[op].available():
+        pytest.skip(f"{op} is not importable in this checkout")
+
+
+# ----------------------------------------------------------------------------- the old API
+
+def test_chapter_api_is_kept():
+    """Chapters 1-5 use these names from dyncore.bench."""
+    for name in ("compare", "BenchmarkTable", "Timing", "time_callable", "peak_memory"):
+        assert hasattr(bench, name), name
+    table = bench.compare({"a": lambda: sum(range(100)), "b": lambda: sum(range(1000))},
+                          min_run_time=0.01)
+    assert table.ratio("a") == 1.0 and table.speedup("a", over="b") > 0
+
+
+# ----------------------------------------------------------------------------- cost formulas
+
+@pytest.mark.parametrize("op", list(suite.OPERATORS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bytes_are_inputs_plus_output(op, dtype):
+    """The compulsory bytes: every input read once, the output written once."""
+    _available(op)
+    B, C, H, W, k = 2, 3, 7, 5, 3
+    inputs = _inputs(op, B, C, H, W, k, dtype)
+    out = suite.OPERATORS[op].call("torch", k, *inputs)
+    expected = sum(t.numel() * t.element_size() for t in inputs) + out.numel() * out.element_size()
+    cost = roofline.operator_cost(op, B, C, H, W, k, itemsize=torch.empty((), dtype=dtype).element_size())
+    assert cost.bytes == expected
+
+
+@pytest.mark.parametrize("op,backend,convert", [
+    ("conv2d", "native", lambda c, B, C, H, W, k: c.flops),
+    ("depthwise", "native", lambda c, B, C, H, W, k: c.flops),
+    ("conv2d", "torch", lambda c, B, C, H, W, k: c.flops),
+    ("dcm", "torch", lambda c, B, C, H, W, k: c.flops),  # the groups trick: one grouped conv
+    # soft gates: D convolutions, plus 2 FLOPs per (output, dilation) for the weighting
+    ("pad", "torch", lambda c, B, C, H, W, k: c.flops - 2 * 3 * B * C * H * W),
+    # einsum counts one multiply-add (2) per term; the paper's 3 adds spatial x channel
+    ("ddf", "torch", lambda c, B, C, H, W, k: c.flops * 2 / 3),
+])
+@given(B=st.integers(1, 2), C=st.integers(1, 5), H=st.integers(1, 9), W=st.integers(1, 9),
+       k=st.sampled_from([1, 3, 5]))
+def test_flops_match_torch_flop_counter(op, backend, convert, B, C, H, W, k):
+    _available(op)
+    # with one tap there is nothing to contract: einsum multiplies elementwise, which the
+    # flop counter (matmuls and convolutions only) does not count
+    assume(not (op == "ddf" and k == 1))
+    inputs = _inputs(op, B, C, H, W, k)
+    with FlopCounterMode(display=False) as counter:
+        suite.OPERATORS[op].call(backend, k, *inputs)
+    cost = roofline.operator_cost(op, B, C, H, W, k)
+    assert counter.get_total_flops() == convert(cost, B, C, H, W, k)
+
+
+def test_lsdfn_flops_against_the_unfactored_count():
+    """The torch backend of LS-DFN does the unfactored work, 2 Co C k^2 s^2 per pixel; the cost
+    model counts the factored kernel's, which is smaller once C > 1."""
+    B, C, H, W, k, s = 1, 4, 6, 5, 3, suite.LSDFN_SAMPLES
+    inputs = _inputs("lsdfn", B, C, H, W, k)
+    with FlopCounterMode(display=False) as counter:
+        suite.OPERATORS["lsdfn"].call("torch", k, *inputs)
+    assert counter.get_total_flops() == 2 * B * H * W * C * C * k * k * s * s
+    factored = roofline.large_sampling_filter_cost(B, C, H, W, k)
+    assert factored.flops == B * H * W * C * s * s * (3 * k * k + 2 * C + 2) + B * H * W * C
+    assert factored.flops < counter.get_total_flops()
+
+
+def test_cost_formulas_scale_as_the_papers_say():
+    """DDF is O(n c k^2), a dense convolution O(n c^2 k^2) (DDF, Sec. 4.1)."""
+    base = roofline.ddf_cost(1, 16, 32, 32, 3)
+    assert roofline.ddf_cost(1, 32, 32, 32, 3).flops == 2 * base.flops
+    assert roofline.ddf_cost(1, 16, 64, 32, 3).flops == 2 * base.flops
+    assert roofline.ddf_cost(1, 16, 32, 32, 5).flops * 9 == base.flops * 25
+    conv = roofline.conv2d_cost(1, 16, 32, 32, 3)
+    assert roofline.conv2d_cost(1, 32, 32, 32, 3).flops == 4 * conv.flops
+    assert roofline.ddf_cost(1, 16, 32, 32, 3, stride=2).flops == 3 * 16 * 16 * 16 * 9
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(op="nope"), "op must be one of"),
+    (dict(C=0), "C must be"),
+    (dict(k=4), "k must be"),
+    (dict(H=1.5), "H must be"),
+])
+def test_cost_bad_input(bad, match):
+    args = dict(op="ddf", B=1, C=2, H=3, W=3, k=3)
+    args.update(bad)
+    with pytest.raises((ValueError, TypeError), match=match):
+        roofline.operator_cost(**args)
+
+
+# ----------------------------------------------------------------------------- roofline
+
+MACHINE = roofline.Machine("test", "float32", bandwidth=10e9, peak_flops=100e9, threads=1)
+
+
+def test_bound_and_fraction():
+    memory_bound = roofline.Cost(flops=1e6, bytes=1e8)  # 10 ms of memory, 0.01 ms of math
+    compute_bound = roofline.Cost(flops=1e10, bytes=1e6)  # 100 ms of math
+    assert roofline.bound_seconds(memory_bound, MACHINE) == pytest.approx(1e-2)
+    assert roofline.bound_seconds(compute_bound, MACHINE) == pytest.approx(1e-1)
+    assert roofline.fraction_of_bound(4e-2, memory_bound, MACHINE) == pytest.approx(0.25)
+    assert MACHINE.ridge == pytest.approx(10.0)
+    assert (memory_bound + compute_bound).flops == 1e6 + 1e10
+    with pytest.raises(ValueError, match="seconds must be positive"):
+        roofline.fraction_of_bound(0.0, memory_bound, MACHINE)
+
+
+def test_measurements_are_plausible():
+    bw = roofline.measure_bandwidth("copy", megabytes=8, repeats=2)
+    flops = roofline.measure_peak_flops(256, repeats=2)
+    assert 1e8 < bw < 1e13 and 1e8 < flops < 1e14
+    with pytest.raises(ValueError, match="kind must be"):
+        roofline.measure_bandwidth("scale")
+    with pytest.raises(ValueError, match="megabytes must be positive"):
+        roofline.measure_bandwidth("copy", megabytes=0)
+    with pytest.raises(ValueError, match="n must be"):
+        roofline.measure_peak_flops(0)
+
+
+def test_plot_roofline_draws_points():
+    import matplotlib
+    matplotlib.use("Agg")
+    ax = roofline.plot_roofline(MACHINE, [("a", roofline.Cost(1e6, 1e6), 1e-3)])
+    assert len(ax.lines) >= 3
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+# ----------------------------------------------------------------------------- the suite
+
+def test_run_records_and_skips():
+    results = suite.run(["depthwise", "dfn"], ["native", "numba", "cuda"], ["1x2x6x5"], [3],
+                        ["forward", "backward"], min_run_time=0.01, memory=True, limits=MACHINE)
+    assert {(r["op"], r["backend"], r["mode"]) for r in results.records} == {
+        (op, b, m) for op, b in [("depthwise", "native"), ("depthwise", "numba"), ("dfn", "numba")]
+        for m in ("forward", "backward")}
+    assert any("dfn/native" in s for s in results.skipped)
+    assert any("cuda" in s and "simulator" in s for s in results.skipped)
+    for r in results.records:
+        assert r["median_s"] > 0 and r["peak_bytes"] >= 0
+        assert (r["fraction_of_bound"] is None) == (r["mode"] == "backward")
+    fwd = results.get(op="dfn", backend="numba", mode="forward")
+    assert fwd["fraction_of_bound"] == pytest.approx(fwd["bound_s"] / fwd["median_s"])
+    assert "dfn" in results.table()
+
+
+def test_run_skips_cases_over_the_memory_budget():
+    results = suite.run(["dfn"], ["numba", "torch"], ["1x4x16x16"], [3], ["forward"], min_run_time=0.01,
+                        memory=False, max_bytes=suite.estimate_bytes("dfn", "numba", (1, 4, 16, 16), 3, "forward"))
+    assert [r["backend"] for r in results.records] == ["numba"]  # the unfolding backend needs more
+    assert any("dfn/torch" in s and "GiB" in s for s in results.skipped)
+    # the sizes the CLI's defaults would hand to LS-DFN's materializing backend are skipped, not run
+    assert suite.estimate_bytes("lsdfn", "torch", (2, 256, 200, 300), 3, "forward") > 100 * 2**30
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(ops=["ddx"]), "ops: unknown operator"),
+    (dict(backends=["numpy"]), "backends: unknown backend"),
+    (dict(modes=["fwd"]), "modes: unknown mode"),
+    (dict(sizes=["2x3x4"]), "BxCxHxW"),
+    (dict(sizes=["2x0x4x4"]), "BxCxHxW"),
+])
+def test_run_bad_input(bad, match):
+    args = dict(ops=["dfn"], backends=["numba"], sizes=["1x1x4x4"], min_run_time=0.01)
+    args.update(bad)
+    with pytest.raises(ValueError, match=match):
+        suite.run(**args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_run_cuda_device_without_gpu():
+    with pytest.raises(ValueError, match="device: 'cuda'"):
+        suite.run(["dfn"], ["cuda"], ["1x1x4x4"], device="cuda")
+
+
+@pytest.mark.parametrize("ext", ["csv", "json"])
+def test_results_round_trip(tmp_path, ext):
+    results = suite.run(["dcm"], ["numba", "torch"], ["1x2x5x7"], [3], ["forward"],
+                        min_run_time=0.01, memory=False, limits=MACHINE)
+    path = results.save(tmp_path / f"sub/r.{ext}")
+    back = suite.Results.load(path)
+    assert len(back.records) == 2
+    for a, b in zip(results.records, back.records):
+        for key in suite.Results.COLUMNS:
+            if isinstance(a[key], float):
+                assert b[key] == pytest.approx(a[key]), key
+            else:
+                assert b[key] == a[key], key
+    assert back.machine["report"] == machine_report()
+    limits = suite.machine_limits(back)
+    assert limits.bandwidth == pytest.approx(MACHINE.bandwidth)
+    with pytest.raises(ValueError, match="must end in .json or .csv"):
+        results.save(tmp_path / "r.txt")
+
+
+# ----------------------------------------------------------------------------- the command line
+
+def test_cli_subprocess_writes_csv_with_machine(tmp_path):
+    """`python -m dyncore.bench` from a shell, as the README and Chapter 7 tell readers to run it."""
+    out = tmp_path / "bench.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dyncore.bench", "--quick", "--ops", "dfn,depthwise",
+         "--backends", "numba,native", "--sizes", "1x2x8x8", "--mode", "forward,backward",
+         "--min-run-time", "0.01", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert text.startswith("# date: ")
+    for line in machine_report().splitlines():
+        assert line.split(",")[0] in text
+    assert "bandwidth_bytes_per_s" in text and "peak_flops_per_s" in text
+    back = suite.Results.load(out)
+    assert {(r["op"], r["backend"], r["mode"]) for r in back.records} == {
+        ("dfn", "numba", "forward"), ("dfn", "numba", "backward"),
+        ("depthwise", "native", "forward"), ("depthwise", "native", "backward"),
+        ("depthwise", "numba", "forward"), ("depthwise", "numba", "backward")}
+    assert "depthwise" in proc.stdout  # the table is printed too
+
+
+def test_cli_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--ops", "dcm", "--backends", "numba,torch", "--sizes", "1x3x9x7,2x1x5x5",
+                 "--kernel-sizes", "3,5", "--mode", "forward", "--min-run-time", "0.01",
+                 "--no-roofline", "--no-memory", "--threads", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["format"] == suite.FORMAT
+    assert "date" in data["machine"]
+    assert "torch threads 1, numba threads" in data["machine"]["report"]  # measured under --threads 1
+    assert len(data["records"]) == 2 * 2 * 2
+    assert all(r["peak_bytes"] is None and r["fraction_of_bound"] is None for r in data["records"])
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_cli_help_and_list(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--ops", "--backends", "--sizes", "--device", "--mode", "--out", "--quick"):
+        assert flag in text
+    assert main(["--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(op in listed for op in suite.OPERATORS)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--ops", "ddx"], "--ops: unknown value 'ddx'"),
+    (["--ops", ""], "--ops: give at least one value"),
+    (["--backends", "numpy"], "--backends: unknown value 'numpy'"),
+    (["--sizes", "2x64x64"], "--sizes: a size must be BxCxHxW"),
+    (["--sizes", "2xAx4x4"], "--sizes: a size must be BxCxHxW"),
+    (["--kernel-sizes", "4"], "--kernel-sizes: kernel sizes must be odd"),
+    (["--kernel-sizes", "three"], "--kernel-sizes"),
+    (["--mode", "fwd"], "--mode: unknown value 'fwd'"),
+    (["--device", "tpu"], "--device: invalid choice"),
+    (["--dtype", "float16"], "--dtype: invalid choice"),
+    (["--min-run-time", "-1"], "--min-run-time: must be positive"),
+    (["--threads", "0"], "--threads: must be positive"),
+    (["--max-memory", "0"], "--max-memory: must be positive"),
+    (["--out", "results.txt"], "--out must end in .csv or .json"),
+])
+def test_cli_bad_arguments(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert match in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cli_cuda_without_gpu(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--device", "cuda"])
+    assert e.value.code == 2
+    assert "--device cuda: PyTorch sees no CUDA GPU" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- tuned kernels
+
+@pytest.mark.parametrize("k,d", [(1, 1), (3, 1), (3, 2), (5, 3)])
+@pytest.mark.parametrize("shape", [(2, 3, 7, 5), (1, 1, 1, 9), (1, 2, 9, 1)])
+def test_dfn_tuned_forward_equals_simple(k, d, shape):
+    """Chapter 7's before/after: the tuned DFN kernel computes what the untuned one did, bit for
+    bit (the same products, summed in the same order; only the indexing changed)."""
+    from dyncore.dfn import numba_cpu
+    g = torch.Generator().manual_seed(1)
+    B, C, H, W = shape
+    x = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+    f = torch.randn(B, k * k, H, W, generator=g, dtype=torch.float64)
+    assert torch.equal(numba_cpu.forward((k, d), x, f), numba_cpu.forward_simple((k, d), x, f))
+    assert torch.equal(numba_cpu.forward((k, d), x.float(), f.float()),
+                       numba_cpu.forward_simple((k, d), x.float(), f.float()))
+
+
+# ----------------------------------------------------------------------------- real GPU
+
+@pytest.mark.gpu
+def test_gpu_benchmark_runs(tmp_path):
+    """On a GPU machine: the whole suite's plumbing on CUDA tensors, at a small size."""
+    results = suite.run(None, ["native", "cuda", "torch"], ["1x8x32x32"], [3], ["forward", "backward"],
+                        device="cuda", min_run_time=0.05, limits=True)
+    assert any(r["backend"] == "cuda" for r in results.records)
+    assert all(math.isfinite(r["median_s"]) for r in results.records)
+    results.save(tmp_path / "gpu.json")
