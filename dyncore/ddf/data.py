@@ -1,0 +1,205 @@
+"""The chapter's data: enlarged digits for classification, a real RGB-D pair for depth upsampling.
+
+* :func:`make_digits` -- scikit-learn's 8 x 8 handwritten digits, enlarged to 16 x 16 (bilinear),
+  placed at a random position on a ``size x size`` canvas, with random contrast and Gaussian
+  noise: a ten-class task small enough to train a ResNet on two CPU cores, hard enough that
+  the variants differ. A seeded split: the same arguments give the same data.
+* :func:`load_motorcycle` -- scikit-image's bundled ``stereo_motorcycle`` pair (Middlebury
+  2014): the left RGB image and its disparity map, scaled to ``[0, 1]``. The disparity is
+  ``inf`` where the right camera does not see the point (occlusions, 7% of the pixels): those
+  pixels get the value of the nearest valid pixel (so the network never reads an ``inf``) and
+  are marked invalid, and errors are measured on valid pixels only.
+* :func:`depth_crops` / :func:`depth_test_region` -- training crops from the left part of the
+  image, a held-out test region (the right part, never seen in training), and the
+  low-resolution input of each: the ground truth sampled with nearest neighbour at the centre
+  of each ``scale x scale`` block (the protocol of PAC-Net and the paper's Table 7).
+* :func:`make_planar_scenes` -- generated piecewise-planar scenes: a tilted background plane
+  and a few rectangles and ellipses in front of it, each a tilted plane of its own, each with
+  its own colour (plus a little texture) in the RGB image, so that depth edges are colour edges.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import validation as V
+
+
+class DigitData(NamedTuple):
+    images: torch.Tensor  # (N, 1, size, size) float32
+    labels: torch.Tensor  # (N,) int64
+
+
+def make_digits(size: int = 16, noise: float = 0.3, seed: int = 0, test_fraction: float = 0.3):
+    """``(train, test)`` :class:`DigitData` from ``sklearn.datasets.load_digits`` (1797 images).
+
+    Each digit is enlarged to 16 x 16, its intensity scaled to ``[0, 1]`` times a random contrast
+    in ``[0.5, 1]``, pasted at a random offset into a ``size x size`` canvas, and Gaussian noise of
+    standard deviation ``noise`` is added. The split is stratified-free but seeded.
+    """
+    from sklearn.datasets import load_digits
+
+    size = V.check_positive_int("size", size)
+    if size < 16:
+        raise ValueError(f"size must be at least 16 (the enlarged digit); got {size}")
+    if not (noise >= 0):
+        raise ValueError(f"noise must be a non-negative number; got {noise}")
+    if not (0 < test_fraction < 1):
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
+    digits = load_digits()
+    gen = torch.Generator().manual_seed(seed)
+    small = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
+    big = F.interpolate(small, size=(16, 16), mode="bilinear", align_corners=False)
+    n = len(big)
+    contrast = 0.5 + 0.5 * torch.rand(n, 1, 1, 1, generator=gen)
+    oy = torch.randint(0, size - 16 + 1, (n,), generator=gen)
+    ox = torch.randint(0, size - 16 + 1, (n,), generator=gen)
+    canvas = torch.zeros(n, 1, size, size)
+    for i in range(n):
+        canvas[i, :, oy[i]:oy[i] + 16, ox[i]:ox[i] + 16] = big[i] * contrast[i]
+    canvas = canvas + noise * torch.randn(canvas.shape, generator=gen)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    order = torch.randperm(n, generator=gen)
+    n_test = int(round(n * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return DigitData(canvas[train], labels[train]), DigitData(canvas[test], labels[test])
+
+
+class Motorcycle(NamedTuple):
+    rgb: torch.Tensor    # (3, H, W) float32 in [0, 1]
+    depth: torch.Tensor  # (1, H, W) float32 in [0, 1]: disparity / max disparity, occlusions filled
+    valid: torch.Tensor  # (1, H, W) bool: False where the disparity was inf (occluded)
+    max_disparity: float
+
+
+def load_motorcycle() -> Motorcycle:
+    """The left image and disparity of ``skimage.data.stereo_motorcycle()``, see the module doc."""
+    from scipy import ndimage
+    from skimage import data
+
+    left, _, disparity = data.stereo_motorcycle()
+    disparity = np.asarray(disparity, dtype=np.float64)
+    valid = np.isfinite(disparity)
+    # index of the nearest valid pixel, for every pixel (identity on valid ones)
+    _, (iy, ix) = ndimage.distance_transform_edt(~valid, return_indices=True)
+    filled = disparity[iy, ix]
+    top = float(filled.max())
+    rgb = torch.tensor(left, dtype=torch.float32).permute(2, 0, 1) / 255.0
+    depth = torch.tensor(filled / top, dtype=torch.float32)[None]
+    return Motorcycle(rgb.contiguous(), depth, torch.tensor(valid)[None], top)
+
+
+def downsample_nearest(depth: torch.Tensor, scale: int) -> torch.Tensor:
+    """``(..., H, W) -> (..., H // scale, W // scale)``: the value at the centre of each block
+    (row ``scale * i + scale // 2``), i.e. nearest-neighbour downsampling."""
+    scale = V.check_positive_int("scale", scale)
+    h, w = depth.shape[-2] // scale * scale, depth.shape[-1] // scale * scale
+    return depth[..., scale // 2:h:scale, scale // 2:w:scale].contiguous()
+
+
+def upsample_bicubic(low: torch.Tensor, scale: int) -> torch.Tensor:
+    """The bicubic baseline (``F.interpolate``, ``align_corners=False``), clamped to ``[0, 1]``."""
+    return F.interpolate(low, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+#: columns from this one on are the held-out test region (never in a training crop)
+TEST_COLUMN = 500
+
+
+class DepthBatch(NamedTuple):
+    rgb: torch.Tensor    # (N, 3, h, w) guidance
+    depth: torch.Tensor  # (N, 1, h, w) ground truth
+    valid: torch.Tensor  # (N, 1, h, w) bool
+    low: torch.Tensor    # (N, 1, h / scale, w / scale) input
+
+
+def depth_crops(scene: Motorcycle, n: int, crop: int = 64, scale: int = 4, seed: int = 0,
+                flip: bool = True) -> DepthBatch:
+    """``n`` random ``crop x crop`` training crops from columns ``< TEST_COLUMN`` (random
+    horizontal flips when ``flip``), with their low-resolution inputs."""
+    n = V.check_positive_int("n", n)
+    crop = V.check_positive_int("crop", crop)
+    scale = V.check_positive_int("scale", scale)
+    if crop % scale:
+        raise ValueError(f"crop must be a multiple of scale; got crop={crop}, scale={scale}")
+    H = scene.rgb.shape[1]
+    if crop > min(H, TEST_COLUMN):
+        raise ValueError(f"crop must be at most {min(H, TEST_COLUMN)}; got {crop}")
+    gen = torch.Generator().manual_seed(seed)
+    ys = torch.randint(0, H - crop + 1, (n,), generator=gen)
+    xs = torch.randint(0, TEST_COLUMN - crop + 1, (n,), generator=gen)
+    flips = torch.rand(n, generator=gen) < 0.5
+    rgb, depth, valid = [], [], []
+    for y, x, f in zip(ys.tolist(), xs.tolist(), flips.tolist()):
+        parts = [t[:, y:y + crop, x:x + crop] for t in (scene.rgb, scene.depth, scene.valid)]
+        if flip and f:
+            parts = [p.flip(-1) for p in parts]
+        for store, p in zip((rgb, depth, valid), parts):
+            store.append(p)
+    depth_t = torch.stack(depth)
+    return DepthBatch(torch.stack(rgb), depth_t, torch.stack(valid), downsample_nearest(depth_t, scale))
+
+
+def depth_test_region(scene: Motorcycle, scale: int = 4, height: int = 480, width: int = 240) -> DepthBatch:
+    """The held-out region: rows ``[0, height)``, the ``width`` columns right of ``TEST_COLUMN``
+    (both multiples of ``scale``), as a batch of one."""
+    scale = V.check_positive_int("scale", scale)
+    if height % scale or width % scale:
+        raise ValueError(f"height and width must be multiples of scale; got {height}, {width}, {scale}")
+    x0 = TEST_COLUMN
+    if x0 + width > scene.rgb.shape[2] or height > scene.rgb.shape[1]:
+        raise ValueError(f"the test region {height} x {width} does not fit right of column {x0}")
+    region = [t[None, :, :height, x0:x0 + width] for t in (scene.rgb, scene.depth, scene.valid)]
+    return DepthBatch(*region, downsample_nearest(region[1], scale))
+
+
+def rmse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None) -> float:
+    """Root mean square error over the valid pixels (all pixels when ``valid`` is None)."""
+    err = (pred - target) ** 2
+    if valid is not None:
+        err = err[valid]
+    return float(err.mean().sqrt())
+
+
+def make_planar_scenes(n: int, size: int = 64, scale: int = 4, shapes: tuple = (3, 6), seed: int = 0) -> DepthBatch:
+    """``n`` generated scenes of ``size x size`` pixels with their RGB, depth (in ``[0, 1]``, all
+    valid) and nearest-neighbour low-resolution input; see the module's docstring. Later shapes
+    are nearer (larger disparity) and hide earlier ones. The same arguments give the same scenes."""
+    n = V.check_positive_int("n", n)
+    size = V.check_positive_int("size", size)
+    scale = V.check_positive_int("scale", scale)
+    if size % scale:
+        raise ValueError(f"size must be a multiple of scale; got size={size}, scale={scale}")
+    lo, hi = shapes
+    gen = torch.Generator().manual_seed(seed)
+    coords = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+
+    def u(*shape, a=0.0, b=1.0):
+        return a + (b - a) * torch.rand(*shape, generator=gen)
+
+    depth = torch.empty(n, 1, size, size)
+    rgb = torch.empty(n, 3, size, size)
+    for i in range(n):
+        d = u(1, a=0.05, b=0.3) + u(1, a=-0.15, b=0.15) * (xx - 0.5) + u(1, a=0.0, b=0.25) * yy
+        colour = u(3, 1, 1) * torch.ones(3, size, size)
+        count = int(torch.randint(lo, hi + 1, (1,), generator=gen))
+        for j in range(count):
+            cy, cx = u(1).item(), u(1).item()
+            ry, rx = u(1, a=0.08, b=0.3).item(), u(1, a=0.08, b=0.3).item()
+            if torch.rand(1, generator=gen).item() < 0.5:
+                mask = ((yy - cy).abs() < ry) & ((xx - cx).abs() < rx)
+            else:
+                mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+            base = 0.35 + 0.6 * (j + u(1).item()) / (count + 1)  # nearer as j grows
+            plane = base + u(1, a=-0.1, b=0.1) * (xx - cx) + u(1, a=-0.1, b=0.1) * (yy - cy)
+            d = torch.where(mask, plane, d)
+            colour = torch.where(mask, u(3, 1, 1), colour)
+        depth[i, 0] = d.clamp(0, 1)
+        rgb[i] = (colour + 0.03 * torch.randn(3, size, size, generator=gen)).clamp(0, 1)
+    valid = torch.ones(n, 1, size, size, dtype=torch.bool)
+    return DepthBatch(rgb, depth, valid, downsample_nearest(depth, scale))

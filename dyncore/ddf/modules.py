@@ -1,0 +1,348 @@
+"""DDF's learnable layers: filter normalization (Eq. 3), the DDF module, DDF-Up.
+
+:class:`DDF` (Fig. 2b of the paper) predicts the two halves of a decoupled dynamic filter from
+its input and applies them with :func:`dyncore.ddf.functional.ddf`:
+
+* **spatial branch**: one ``1 x 1`` convolution ``C -> k*k`` (with the layer's stride), one
+  ``k x k`` filter per output pixel, shared by the channels;
+* **channel branch**: global average pooling, then a squeeze-and-excitation pair of fully
+  connected layers ``C -> round(se_ratio*C) -> C*k*k`` with a ReLU between: one ``k x k`` filter
+  per channel, shared by the pixels;
+* **filter normalization** (Eq. 3, :func:`filter_norm`) of both, before they are applied.
+
+Eq. 3 standardizes each generated filter and then rescales and shifts it with ``alpha`` and
+``beta``, "running standard deviation and mean values ... similar to those in batch
+normalization". The paper does not say how those are computed. The book's choice, that of the
+authors' public implementation: each filter is standardized over its ``k*k`` taps (the unbiased
+standard deviation plus ``eps``), **the mean is not restored** (``beta = 0``), the spatial filter
+is multiplied by a fixed gain (:data:`SPATIAL_GAIN` ``/ k``) and the channel filter by a
+learnable scale per channel and tap (``alpha^ch``, ``(C, k*k)``, initialized to 1).
+
+:class:`DDFUp` (Fig. 5) upsamples by ``scale`` with ``scale**2`` DDF branch pairs, one per
+sub-pixel position, whose outputs are pixel-shuffled. Its spatial filters come from guidance
+features: by default a depthwise ``k x k`` convolution of the input (plain upsampling); with
+``guided=True`` from a separate, high-resolution guidance image (joint upsampling), each
+sub-pixel branch reading the guidance at its own high-resolution pixel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import validation as V
+from ..backend import resolve_backend
+
+#: How a DDF module normalizes its generated filters (the paper's Table 3b, plus none at all).
+NORMALIZATIONS = ("filter", "batch", "sigmoid", "none")
+#: Which filters a DDF module predicts (the paper's Table 3a): both, or one with the other = 1.
+FILTERS = ("both", "spatial", "channel")
+#: The fixed gain of the normalized spatial filter is ``SPATIAL_GAIN / k``.
+SPATIAL_GAIN = 1.0
+#: Added to the standard deviation in :func:`filter_norm`.
+EPS = 1e-5
+
+
+def filter_norm(filters: torch.Tensor, taps: int, eps: float = EPS) -> torch.Tensor:
+    """Eq. 3 without its ``alpha, beta``: standardize every filter over its ``taps`` taps.
+
+    ``filters: (..., taps, ...)`` is read as ``(N, taps, M)`` groups along axis 1 after flattening:
+    pass spatial filters ``(B, k*k, H, W)`` (a filter per pixel, taps on axis 1) or channel
+    filters ``(B, C, k*k)`` reshaped to ``(B*C, k*k, 1)``. Returns
+    ``(f - mean_t f) / (std_t f + eps)`` with the unbiased standard deviation (``k*k - 1`` in the
+    denominator), so each filter has zero mean and (for ``eps -> 0``) unit standard deviation.
+    """
+    if filters.shape[1] != taps:
+        raise ValueError(f"filters must have the {taps} taps on axis 1; got shape {tuple(filters.shape)}")
+    mean = filters.mean(dim=1, keepdim=True)
+    centred = filters - mean
+    std = centred.std(dim=1, keepdim=True) if taps > 1 else torch.zeros_like(mean)
+    return centred / (std + eps)
+
+
+def branch_parameters(channels: int, kernel_size: int, se_ratio: float = 0.2) -> int:
+    """Table 1's count for DDF's prediction branches, ``c*k^2 + sigma*c^2*(1 + k^2)``, with
+    ``sigma*c`` rounded to the integer width of the squeeze layer (weights only, no biases)."""
+    c, k = channels, kernel_size
+    mid = squeeze_width(c, se_ratio)
+    return c * k * k + mid * c * (1 + k * k)
+
+
+def squeeze_width(channels: int, se_ratio: float) -> int:
+    """The width of the channel branch's squeeze layer: ``round(se_ratio * channels)``, at least 1."""
+    return max(1, int(round(se_ratio * channels)))
+
+
+def _check_ratio(se_ratio) -> float:
+    if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float)):
+        raise TypeError(f"se_ratio must be a positive number; got {type(se_ratio).__name__} {se_ratio!r}")
+    if not (math.isfinite(se_ratio) and se_ratio > 0):
+        raise ValueError(f"se_ratio must be a positive, finite number; got {se_ratio}")
+    return float(se_ratio)
+
+
+def _check_choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+    return value
+
+
+class _FilterHead(nn.Module):
+    """Normalizes raw filters the way the layer was asked to; holds the channel scale."""
+
+    def __init__(self, channels, kernel_size, normalization, groups=1, spatial=True, channel=True):
+        super().__init__()
+        self.channels, self.k, self.normalization, self.groups = channels, kernel_size, normalization, groups
+        T = kernel_size * kernel_size
+        if normalization == "filter" and channel:
+            self.channel_scale = nn.Parameter(torch.ones(groups, channels, T))  # alpha^ch
+        elif normalization == "batch":
+            self.spatial_bn = nn.BatchNorm2d(groups * T) if spatial else None
+            self.channel_bn = nn.BatchNorm1d(groups * channels * T) if channel else None
+
+    def spatial(self, raw):
+        """``raw: (B, groups*T, H, W)`` -> normalized, same shape."""
+        T = self.k * self.k
+        if self.normalization == "filter":
+            B, _, H, W = raw.shape
+            z = filter_norm(raw.reshape(B * self.groups, T, H, W), T)
+            return (SPATIAL_GAIN / self.k) * z.reshape(B, self.groups * T, H, W)
+        if self.normalization == "batch":
+            return self.spatial_bn(raw)
+        if self.normalization == "sigmoid":
+            return torch.sigmoid(raw)
+        return raw
+
+    def channel(self, raw):
+        """``raw: (B, groups*C*T)`` -> ``(B, groups, C, T)``."""
+        B = raw.shape[0]
+        T, C, G = self.k * self.k, self.channels, self.groups
+        if self.normalization == "filter":
+            z = filter_norm(raw.reshape(B * G * C, T, 1), T).reshape(B, G, C, T)
+            return z * self.channel_scale
+        if self.normalization == "batch":
+            return self.channel_bn(raw).reshape(B, G, C, T)
+        if self.normalization == "sigmoid":
+            return torch.sigmoid(raw).reshape(B, G, C, T)
+        return raw.reshape(B, G, C, T)
+
+
+def _check_input(x, channels, name="x"):
+    V.check_tensor(name, x, 4, "(B, C, H, W)")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} must have channels = {channels} channels (B, C, H, W); "
+                         f"got shape {tuple(x.shape)}")
+    V.check_spatial_nonempty(name, x)
+
+
+class DDF(nn.Module):
+    """The DDF module (Fig. 2b): ``DDF(channels, kernel_size=3, stride=1, dilation=1, se_ratio=0.2)``.
+
+    ``forward(x)``: ``x: (B, channels, H, W)`` -> ``(B, channels, Ho, Wo)``,
+    ``Ho = (H - 1)//stride + 1``. After each call ``last_spatial`` ``(B, k*k, Ho, Wo)`` and
+    ``last_channel`` ``(B, channels, k*k)`` hold the (detached) filters it applied.
+
+    Keyword-only extras, for the paper's ablations and the chapter's experiments:
+    ``filters`` (``"both"``, or ``"spatial"``/``"channel"`` alone with the other set to 1,
+    Table 3a), ``normalization`` (``"filter"``, Eq. 3 as the book reads it; ``"batch"``;
+    ``"sigmoid"``; ``"none"``, Table 3b) and ``backend`` of :func:`~dyncore.ddf.functional.ddf`.
+    The module has no bias: a BatchNorm follows it in a network (Fig. 4).
+    """
+
+    def __init__(self, channels, kernel_size=3, stride=1, dilation=1, se_ratio=0.2, *,
+                 filters="both", normalization="filter", backend="auto"):
+        super().__init__()
+        self.channels = V.check_positive_int("channels", channels)
+        self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
+        self.stride = V.check_positive_int("stride", stride)
+        self.dilation = V.check_positive_int("dilation", dilation)
+        self.se_ratio = _check_ratio(se_ratio)
+        self.filters = _check_choice("filters", filters, FILTERS)
+        self.normalization = _check_choice("normalization", normalization, NORMALIZATIONS)
+        resolve_backend(backend, torch.device("cpu"))
+        self.backend = backend
+        C, k = self.channels, self.kernel_size
+        T = k * k
+        mid = squeeze_width(C, self.se_ratio)
+        self.spatial_branch = (nn.Conv2d(C, T, 1, stride=self.stride)
+                               if filters in ("both", "spatial") else None)
+        self.channel_branch = (nn.Sequential(nn.Linear(C, mid), nn.ReLU(inplace=True), nn.Linear(mid, C * T))
+                               if filters in ("both", "channel") else None)
+        self.norm = _FilterHead(C, k, normalization, spatial=self.spatial_branch is not None,
+                                channel=self.channel_branch is not None)
+        self.last_spatial = self.last_channel = None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """PyTorch's defaults, except the spatial branch's weight, which starts at zero: every
+        pixel then starts with the same spatial filter (its normalized bias) and the layer with
+        a static depthwise filter, which it learns to vary. (The paper does not say how it
+        initializes; with the default random weight every pixel starts with a random filter, and
+        the chapter's small networks took several times as many steps to leave chance level.)
+        With ``normalization="batch"`` the weight keeps its random start: batch norm of filters
+        that are the same at every pixel would divide by a zero variance."""
+        if self.spatial_branch is not None:
+            self.spatial_branch.reset_parameters()
+            if self.normalization != "batch":
+                nn.init.zeros_(self.spatial_branch.weight)
+        if self.channel_branch is not None:
+            for m in self.channel_branch:
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+
+    def spatial_filter(self, x):
+        """``(B, k*k, Ho, Wo)``: the normalized spatial filters (ones when not predicted)."""
+        B, _, H, W = x.shape
+        T = self.kernel_size ** 2
+        if self.spatial_branch is None:
+            Ho, Wo = (H - 1) // self.stride + 1, (W - 1) // self.stride + 1
+            return x.new_ones(B, T, Ho, Wo)
+        return self.norm.spatial(self.spatial_branch(x))
+
+    def channel_filter(self, x):
+        """``(B, channels, k*k)``: the normalized channel filters (ones when not predicted)."""
+        B, C = x.shape[:2]
+        T = self.kernel_size ** 2
+        if self.channel_branch is None:
+            return x.new_ones(B, C, T)
+        return self.norm.channel(self.channel_branch(x.mean(dim=(2, 3))))[:, 0]
+
+    def forward(self, x):
+        _check_input(x, self.channels)
+        if x.dtype != self.norm_dtype():
+            raise TypeError(f"x has dtype {x.dtype} but the module's parameters have dtype "
+                            f"{self.norm_dtype()}; convert one of them (e.g. module.double())")
+        from .functional import ddf
+
+        spatial, channel = self.spatial_filter(x), self.channel_filter(x)
+        self.last_spatial, self.last_channel = spatial.detach(), channel.detach()
+        return ddf(x, spatial, channel, kernel_size=self.kernel_size, dilation=self.dilation,
+                   stride=self.stride, backend=self.backend)
+
+    def norm_dtype(self):
+        return next(self.parameters()).dtype
+
+    def extra_repr(self):
+        return (f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"dilation={self.dilation}, se_ratio={self.se_ratio}, filters={self.filters!r}, "
+                f"normalization={self.normalization!r}, backend={self.backend!r}")
+
+
+class DDFUp(nn.Module):
+    """DDF-Up (Fig. 5): ``DDFUp(channels, scale=2, kernel_size=3, guided=False)``.
+
+    ``forward(x)`` (``guided=False``) or ``forward(x, guidance)`` (``guided=True``):
+    ``x: (B, channels, H, W)`` -> ``(B, channels, scale*H, scale*W)``; ``guidance:
+    (B, guidance_channels, scale*H, scale*W)``.
+
+    There are ``scale**2`` branch pairs, one per sub-pixel position ``(i, j)``, ``0 <= i, j <
+    scale``, numbered ``p = i*scale + j``. Pair ``p`` predicts a spatial filter
+    ``(B, k*k, H, W)`` and a channel filter ``(B, channels, k*k)`` and applies
+    :func:`~dyncore.ddf.functional.ddf` to ``x`` (stride 1); its output becomes the output pixels
+    ``(scale*y + i, scale*x + j)`` (``F.pixel_shuffle``).
+
+    * Spatial filters, from *guidance features*: ``guided=False`` -- a depthwise ``k x k``
+      convolution of ``x``, then one ``1 x 1`` convolution to ``scale**2 * k*k`` channels;
+      ``guided=True`` -- the guidance image is cut into its ``scale**2`` sub-pixel grids
+      (``F.pixel_unshuffle``) and pair ``p`` maps grid ``p`` with its own ``1 x 1`` convolution
+      (``guidance_channels -> k*k``): the filter for output pixel ``(scale*y + i, scale*x + j)``
+      is predicted from the guidance at that very pixel.
+    * Channel filters: global average pooling of ``x``, then for each pair its own
+      squeeze-excitation ``C -> round(se_ratio*C) -> C*k*k``.
+    * Both normalized as in :class:`DDF`.
+
+    Keyword-only extras: ``dilation``, ``se_ratio``, ``guidance_channels`` (default
+    ``channels``), ``normalization``, ``backend``.
+    """
+
+    def __init__(self, channels, scale=2, kernel_size=3, guided=False, *, dilation=1, se_ratio=0.2,
+                 guidance_channels=None, normalization="filter", backend="auto"):
+        super().__init__()
+        self.channels = V.check_positive_int("channels", channels)
+        self.scale = V.check_positive_int("scale", scale)
+        self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
+        if not isinstance(guided, bool):
+            raise TypeError(f"guided must be a bool; got {type(guided).__name__} {guided!r}")
+        self.guided = guided
+        self.dilation = V.check_positive_int("dilation", dilation)
+        self.se_ratio = _check_ratio(se_ratio)
+        self.guidance_channels = (self.channels if guidance_channels is None
+                                  else V.check_positive_int("guidance_channels", guidance_channels))
+        if guidance_channels is not None and not guided:
+            raise ValueError("guidance_channels is only used with guided=True")
+        self.normalization = _check_choice("normalization", normalization, NORMALIZATIONS)
+        resolve_backend(backend, torch.device("cpu"))
+        self.backend = backend
+        C, k, P = self.channels, self.kernel_size, self.scale ** 2
+        T = k * k
+        mid = squeeze_width(C, self.se_ratio)
+        if guided:
+            self.guide = None
+            self.spatial_branch = nn.Conv2d(P * self.guidance_channels, P * T, 1, groups=P)
+        else:
+            self.guide = nn.Conv2d(C, C, k, padding=self.dilation * (k - 1) // 2,
+                                   dilation=self.dilation, groups=C)  # depthwise guidance
+            self.spatial_branch = nn.Conv2d(C, P * T, 1)
+        # P squeeze-excitation branches, as one squeeze to P*mid and a grouped excitation
+        self.squeeze = nn.Linear(C, P * mid)
+        self.excite = nn.Conv1d(P * mid, P * C * T, 1, groups=P)
+        self.norm = _FilterHead(C, k, normalization, groups=P)
+        self.last_spatial = self.last_channel = None
+
+    def filters(self, x, guidance=None):
+        """``spatial: (B, P, k*k, H, W)``, ``channel: (B, P, channels, k*k)``, ``P = scale**2``."""
+        B, C, H, W = x.shape
+        P, T = self.scale ** 2, self.kernel_size ** 2
+        if self.guided:
+            g = F.pixel_unshuffle(guidance, self.scale)                 # (B, Cg*P, H, W), p fastest
+            g = g.reshape(B, self.guidance_channels, P, H, W).transpose(1, 2).reshape(B, P * self.guidance_channels, H, W)
+            raw = self.spatial_branch(g)
+        else:
+            raw = self.spatial_branch(self.guide(x))
+        spatial = self.norm.spatial(raw).reshape(B, P, T, H, W)
+        hidden = F.relu(self.squeeze(x.mean(dim=(2, 3))))               # (B, P*mid)
+        channel = self.norm.channel(self.excite(hidden[:, :, None])[:, :, 0])  # (B, P, C, T)
+        return spatial, channel
+
+    def forward(self, x, guidance=None):
+        _check_input(x, self.channels)
+        dtype = self.spatial_branch.weight.dtype
+        if x.dtype != dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the module's parameters have dtype {dtype}; "
+                            "convert one of them (e.g. module.double())")
+        B, C, H, W = x.shape
+        s, P, k = self.scale, self.scale ** 2, self.kernel_size
+        if self.guided:
+            if guidance is None:
+                raise ValueError("guidance is required when guided=True: a (B, guidance_channels, "
+                                 "scale*H, scale*W) tensor")
+            V.check_tensor("guidance", guidance, 4, "(B, Cg, scale*H, scale*W)")
+            expected = (B, self.guidance_channels, s * H, s * W)
+            if tuple(guidance.shape) != expected:
+                raise ValueError(f"guidance must have shape (B, guidance_channels, scale*H, scale*W) = "
+                                 f"{expected} for x of shape {tuple(x.shape)} and scale={s}; "
+                                 f"got {tuple(guidance.shape)}")
+            V.check_same_dtype(("x", x), guidance=guidance)
+            V.check_same_device(("x", x), guidance=guidance)
+        elif guidance is not None:
+            raise ValueError("guidance was given but the module has guided=False; "
+                             "construct it with DDFUp(..., guided=True)")
+        from .functional import ddf
+
+        spatial, channel = self.filters(x, guidance)
+        self.last_spatial, self.last_channel = spatial.detach(), channel.detach()
+        # the P branches as one batch of B*P images: (B, P, ...) -> (B*P, ...)
+        xs = x[:, None].expand(B, P, C, H, W).reshape(B * P, C, H, W)
+        out = ddf(xs, spatial.reshape(B * P, k * k, H, W), channel.reshape(B * P, C, k * k),
+                  kernel_size=k, dilation=self.dilation, stride=1, backend=self.backend)
+        # out[b*P + p, c] -> channel c*P + p of a (B, C*P, H, W) tensor, as pixel_shuffle reads it
+        out = out.reshape(B, P, C, H, W).transpose(1, 2).reshape(B, C * P, H, W)
+        return F.pixel_shuffle(out, s)
+
+    def extra_repr(self):
+        return (f"{self.channels}, scale={self.scale}, kernel_size={self.kernel_size}, "
+                f"guided={self.guided}, dilation={self.dilation}, se_ratio={self.se_ratio}, "
+                f"normalization={self.normalization!r}, backend={self.backend!r}")

@@ -1,0 +1,223 @@
+"""Checks for the exercises of Chapter 6, DDF (``exercises/06_ddf.md``).
+
+* :func:`check_channel_filter_gradient` -- ``dL/dchannel`` of ``ddf`` by hand, with stride and
+  dilation, against PyTorch's autograd of an unfold-based reference written here;
+* :func:`check_ddf_flops` -- the paper's FLOP count of a DDF layer, part by part;
+* :func:`check_subpixel_shuffle` -- DDF-Up's reassembly of ``scale**2`` branch outputs into the
+  upsampled map, against ``F.pixel_shuffle`` of the right channel order;
+* :func:`check_filter_normalize` -- the book's filter normalization (Eq. 3 with the mean not
+  restored), against :func:`dyncore.ddf.modules.filter_norm`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import call, expect_close, passed
+
+__all__ = [
+    "CHECKS",
+    "check_channel_filter_gradient",
+    "check_ddf_flops",
+    "check_subpixel_shuffle",
+    "check_filter_normalize",
+    "reference_ddf",
+    "reference_ddf_flops",
+]
+
+
+def _shape(t) -> tuple:
+    return tuple(t.shape)
+
+
+def reference_ddf(x, spatial, channel, kernel_size, dilation=1, stride=1):
+    """Eq. 2 by ``F.unfold`` (independent of the package's backends)."""
+    B, C, H, W = x.shape
+    k = kernel_size
+    Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
+    cols = F.unfold(x, k, dilation=dilation, padding=dilation * (k - 1) // 2, stride=stride)
+    cols = cols.view(B, C, k * k, Ho * Wo)
+    out = (cols * spatial.reshape(B, 1, k * k, Ho * Wo) * channel[..., None]).sum(2)
+    return out.view(B, C, Ho, Wo)
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 1: the channel-filter gradient
+# --------------------------------------------------------------------------------------------
+
+#: (B, C, H, W, k, dilation, stride)
+CHANNEL_GRAD_CASES = [
+    (1, 1, 4, 4, 3, 1, 1),
+    (2, 3, 5, 7, 3, 1, 1),
+    (1, 2, 7, 6, 3, 2, 1),   # dilation: taps further out
+    (2, 2, 7, 9, 3, 1, 2),   # stride 2, odd sizes
+    (1, 3, 6, 5, 5, 1, 2),   # k = 5, stride 2, even and odd
+    (2, 1, 5, 5, 1, 1, 1),   # k = 1
+]
+
+
+def check_channel_filter_gradient(fn) -> None:
+    """``fn(x, spatial, grad_out, kernel_size, dilation, stride)`` must return
+    ``dL/dchannel`` ``(B, C, k*k)`` of ``out = ddf(x, spatial, channel, ...)`` when
+    ``dL/dout = grad_out``. It runs under ``torch.no_grad()``."""
+    gen = torch.Generator().manual_seed(601)
+    for B, C, H, W, k, d, s in CHANNEL_GRAD_CASES:
+        Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1
+        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        spatial = torch.randn(B, k * k, Ho, Wo, generator=gen, dtype=torch.float64)
+        channel = torch.randn(B, C, k * k, generator=gen, dtype=torch.float64, requires_grad=True)
+        grad_out = torch.randn(B, C, Ho, Wo, generator=gen, dtype=torch.float64)
+        with torch.enable_grad():
+            (expected,) = torch.autograd.grad(reference_ddf(x, spatial, channel, k, d, s), channel, grad_out)
+        what = (f"channel_filter_gradient(x of shape {_shape(x)}, spatial of shape {_shape(spatial)}, "
+                f"grad_out of shape {_shape(grad_out)}, kernel_size={k}, dilation={d}, stride={s})")
+        with torch.no_grad():
+            got = call(fn, x.clone(), spatial.clone(), grad_out.clone(), k, d, s, name="channel_filter_gradient")
+        if got is not None and getattr(got, "shape", None) is not None and _shape(got) != (B, C, k * k):
+            raise AssertionError(f"{what}: expected shape (B, C, k*k) = {(B, C, k * k)}, got {_shape(got)}. "
+                                 "There is one channel filter per image and channel: sum over the pixels.")
+        if got is not None and isinstance(got, torch.Tensor) and _shape(got) == (B, C, k * k):
+            flipped = expected.flip(-1)
+            if k > 1 and torch.allclose(got.to(torch.float64), flipped) and not torch.allclose(flipped, expected):
+                raise AssertionError(f"{what}: your taps are in reverse order. Tap t = i*k + j reads "
+                                     "x at (yo*stride + (i - r)*dilation, xo*stride + (j - r)*dilation): "
+                                     "the forward pass is a cross-correlation, not a convolution.")
+        expect_close(got, expected, what, rtol=1e-9, atol=1e-9)
+    passed(f"channel_filter_gradient matches autograd of Eq. 2 on {len(CHANNEL_GRAD_CASES)} shapes, "
+           "kernel sizes, dilations and strides (float64)")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 2: the FLOP count
+# --------------------------------------------------------------------------------------------
+
+def reference_ddf_flops(n, c, k, mid) -> dict:
+    """The paper's Sec. 4.1 count, with ``sigma*c`` replaced by the squeeze width ``mid``."""
+    spatial = 2 * n * c * k * k
+    channel = 2 * mid * c * (1 + k * k)
+    apply = 3 * n * c * k * k
+    return {"spatial": spatial, "channel": channel, "apply": apply, "total": spatial + channel + apply}
+
+
+FLOP_CASES = [(1, 1, 1, 1), (64, 16, 3, 3), (200 * 300, 256, 3, 51), (49, 10, 5, 2), (1024, 64, 7, 13)]
+
+
+def check_ddf_flops(fn) -> None:
+    """``fn(n, c, k, mid)`` must return a dict with the FLOPs (a multiply-add counts 2) of DDF's
+    ``"spatial"`` filter branch, ``"channel"`` filter branch, filter combination and application
+    (``"apply"``) and their ``"total"``, for ``n`` pixels, ``c`` channels, kernel ``k`` and a
+    squeeze layer of width ``mid``."""
+    for n, c, k, mid in FLOP_CASES:
+        expected = reference_ddf_flops(n, c, k, mid)
+        what = f"ddf_flops(n={n}, c={c}, k={k}, mid={mid})"
+        got = call(fn, n, c, k, mid, name="ddf_flops")
+        if not isinstance(got, dict):
+            raise AssertionError(f"{what} returned {type(got).__name__}; return a dict with keys "
+                                 "'spatial', 'channel', 'apply', 'total'")
+        missing = set(expected) - set(got)
+        if missing:
+            raise AssertionError(f"{what} has no {sorted(missing)}; return a dict with keys "
+                                 "'spatial', 'channel', 'apply', 'total'")
+        hints = {
+            "spatial": "a 1 x 1 convolution from c channels to k*k at each of the n pixels",
+            "channel": ("two fully connected layers on the pooled vector, c -> mid and mid -> c*k*k, "
+                        "once per image, not once per pixel"),
+            "apply": ("per pixel, channel and tap: one multiplication to combine the two filters "
+                      "and a multiply-add to apply the result"),
+            "total": "the sum of the three parts",
+        }
+        for part in ("spatial", "channel", "apply", "total"):
+            if got[part] != expected[part]:
+                raise AssertionError(f"{what}['{part}'] = {got[part]}, expected {expected[part]}: "
+                                     f"{hints[part]}.")
+    passed(f"ddf_flops gives the paper's 5nck^2 + 2*sigma*c^2*(1 + k^2), part by part, on "
+           f"{len(FLOP_CASES)} layers")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 3: DDF-Up's sub-pixel shuffle
+# --------------------------------------------------------------------------------------------
+
+#: (B, scale, C, H, W)
+SHUFFLE_CASES = [(1, 2, 1, 1, 1), (2, 2, 3, 4, 5), (1, 3, 2, 3, 2), (1, 4, 2, 2, 3)]
+
+
+def _reference_shuffle(branches, scale):
+    B, P, C, H, W = branches.shape
+    return F.pixel_shuffle(branches.transpose(1, 2).reshape(B, C * P, H, W), scale)
+
+
+def check_subpixel_shuffle(fn) -> None:
+    """``fn(branches, scale)``: ``branches: (B, scale**2, C, H, W)``, the output of branch
+    ``p = i*scale + j`` at low-resolution pixel ``(y, x)``; return ``(B, C, scale*H, scale*W)``
+    with ``out[b, c, scale*y + i, scale*x + j] = branches[b, i*scale + j, c, y, x]``."""
+    gen = torch.Generator().manual_seed(603)
+    for B, s, C, H, W in SHUFFLE_CASES:
+        branches = torch.randn(B, s * s, C, H, W, generator=gen, dtype=torch.float64)
+        expected = _reference_shuffle(branches, s)
+        what = f"subpixel_shuffle(branches of shape {_shape(branches)}, scale={s})"
+        got = call(fn, branches.clone(), s, name="subpixel_shuffle")
+        if got is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
+        if not isinstance(got, torch.Tensor):
+            raise AssertionError(f"{what} returned {type(got).__name__}; return a tensor")
+        if _shape(got) != _shape(expected):
+            raise AssertionError(f"{what}: expected shape (B, C, scale*H, scale*W) = {_shape(expected)}, "
+                                 f"got {_shape(got)}")
+        if not torch.allclose(got.double(), expected):
+            wrong_order = F.pixel_shuffle(branches.reshape(B, s * s * C, H, W), s)  # branch-major channels
+            swapped = _reference_shuffle(branches.view(B, s, s, C, H, W).transpose(1, 2).reshape(B, s * s, C, H, W), s)
+            if torch.allclose(got.double(), wrong_order):
+                raise AssertionError(f"{what}: F.pixel_shuffle reads channel c*scale**2 + p as branch p of "
+                                     "channel c, but branches.reshape(B, scale**2 * C, H, W) puts branch p of "
+                                     "channel c at p*C + c. Move the branch axis after the channel axis first.")
+            if s > 1 and torch.allclose(got.double(), swapped):
+                raise AssertionError(f"{what}: rows and columns are swapped: branch p = i*scale + j goes "
+                                     "to row offset i and column offset j.")
+            expect_close(got, expected, what, rtol=0, atol=0)
+    passed(f"subpixel_shuffle reassembles the scale**2 branches on {len(SHUFFLE_CASES)} shapes and scales")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 4: filter normalization
+# --------------------------------------------------------------------------------------------
+
+#: (N, taps, M)
+NORM_CASES = [(3, 9, 4), (2, 25, 3), (1, 9, 1), (4, 49, 1)]
+
+
+def check_filter_normalize(fn) -> None:
+    """``fn(filters, eps)``: ``filters: (N, T, M)``, N*M filters of T taps along axis 1; return
+    ``(f - mean) / (std + eps)`` over axis 1, with the *unbiased* standard deviation."""
+    from ..ddf.modules import filter_norm
+
+    gen = torch.Generator().manual_seed(604)
+    for N, T, M in NORM_CASES:
+        filters = torch.randn(N, T, M, generator=gen, dtype=torch.float64) * 3 + 1
+        eps = 1e-3
+        expected = filter_norm(filters, T, eps=eps)
+        what = f"filter_normalize(filters of shape {(N, T, M)}, eps={eps})"
+        got = call(fn, filters.clone(), eps, name="filter_normalize")
+        if isinstance(got, torch.Tensor) and _shape(got) == (N, T, M):
+            centred = filters - filters.mean(1, keepdim=True)
+            biased = centred / (centred.std(1, keepdim=True, unbiased=False) + eps)
+            if torch.allclose(got.double(), biased) and not torch.allclose(biased, expected):
+                raise AssertionError(f"{what}: you used the biased standard deviation (divide by T); "
+                                     "the book's choice, as the public implementation's, divides by T - 1 "
+                                     "(torch.std's default)")
+            wrong_axis = ((filters - filters.mean(0, keepdim=True)) / (filters.std(0, keepdim=True) + eps)
+                          if N > 1 else None)
+            if wrong_axis is not None and torch.allclose(got.double(), wrong_axis):
+                raise AssertionError(f"{what}: you normalized over axis 0 (across filters, like batch "
+                                     "norm); normalize each filter over its taps, axis 1")
+        expect_close(got, expected, what, rtol=1e-9, atol=1e-9)
+    passed(f"filter_normalize standardizes each filter over its taps on {len(NORM_CASES)} shapes")
+
+
+CHECKS = {
+    "channel_filter_gradient": check_channel_filter_gradient,
+    "ddf_flops": check_ddf_flops,
+    "subpixel_shuffle": check_subpixel_shuffle,
+    "filter_normalize": check_filter_normalize,
+}

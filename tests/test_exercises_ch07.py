@@ -1,0 +1,330 @@
+"""The checks of Chapter 7's exercises reject plausible wrong answers, with a useful message."""
+
+import math
+
+import numpy as np
+import pytest
+from numba import njit, prange
+
+from solutions import load_solutions
+from dyncore.exercises import ch07
+from dyncore.roofline import Cost, depthwise_conv2d_cost
+
+SOL = load_solutions("07_performance")
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 1: the cost of a strided depthwise convolution
+# ------------------------------------------------------------------------------------------
+
+def _cost(out_rows, flops_per_output=2, input_reads=lambda n_in, n_out, k: n_in, weight=True,
+          output=True, itemsize_used=True):
+    def fn(B, C, H, W, k, s, itemsize):
+        Ho, Wo = out_rows(H, s), out_rows(W, s)
+        n_in, n_out = B * C * H * W, B * C * Ho * Wo
+        elements = input_reads(n_in, n_out, k) + (C * k * k if weight else 0) + (n_out if output else 0)
+        return Cost(flops_per_output * n_out * k * k, elements * (itemsize if itemsize_used else 1))
+    return fn
+
+
+def _right(n, s):
+    return (n - 1) // s + 1
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (_cost(_right, flops_per_output=1), "multiply-adds: a multiply-add is 2 FLOPs"),
+    (_cost(lambda n, s: n), r"without the stride: the output has Ho = \(H - 1\) // stride \+ 1"),
+    (_cost(lambda n, s: n // s), r"not H // stride: with padding \(k - 1\) // 2 it is \(H - 1\) // stride \+ 1"),
+    (_cost(lambda n, s: (n + 1) // s), "FLOPs, expected"),  # an off-by-one of its own
+    (_cost(_right, input_reads=lambda n_in, n_out, k: n_in * k * k), "counts the input k\\^2 times"),
+    (_cost(_right, input_reads=lambda n_in, n_out, k: n_out * k * k), "the minimum reads every input element once"),
+    (_cost(_right, itemsize_used=False), "number of elements: multiply by itemsize"),
+    (_cost(_right, weight=False), r"The weight \(C, 1, k, k\) has to be read too"),
+    (_cost(_right, output=False), "The output has to be written too"),
+    (lambda B, C, H, W, k, s, i: (depthwise_conv2d_cost(B, C, H, W, k, stride=s, itemsize=i).flops,
+                                  depthwise_conv2d_cost(B, C, H, W, k, stride=s, itemsize=i).bytes),
+     r"returned a tuple; return dyncore\.roofline\.Cost"),
+    (lambda *a: None, "returned None"),
+])
+def test_depthwise_cost_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch07.check_depthwise_cost(wrong)
+
+
+def test_depthwise_cost_check_rejects_a_dense_count_and_an_input_sized_output():
+    def dense(B, C, H, W, k, s, itemsize):
+        right = SOL.depthwise_cost(B, C, H, W, k, s, itemsize)
+        return Cost(right.flops * C, right.bytes)
+
+    def input_sized_output(B, C, H, W, k, s, itemsize):
+        right = SOL.depthwise_cost(B, C, H, W, k, s, itemsize)
+        return Cost(right.flops, itemsize * (2 * B * C * H * W + C * k * k))
+
+    with pytest.raises(AssertionError, match="a dense convolution's count"):
+        ch07.check_depthwise_cost(dense)
+    with pytest.raises(AssertionError, match="writes an output as large as the input"):
+        ch07.check_depthwise_cost(input_sized_output)
+
+
+def test_depthwise_cost_check_accepts_ceil_and_any_cost_like_object():
+    from types import SimpleNamespace
+
+    def with_ceil(B, C, H, W, k, s, itemsize):  # ceil(H / s) is (H - 1) // s + 1
+        Ho, Wo = math.ceil(H / s), math.ceil(W / s)
+        return SimpleNamespace(flops=2 * B * C * Ho * Wo * k * k,
+                               bytes=itemsize * (B * C * H * W + C * k * k + B * C * Ho * Wo))
+
+    ch07.check_depthwise_cost(with_ceil)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 2: the roofline bound
+# ------------------------------------------------------------------------------------------
+
+def _limit(f, q, bw, pk):
+    return "compute" if f / q > pk / bw else "memory"
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda f, q, bw, pk: (min(q / bw, f / pk), f / q, _limit(f, q, bw, pk)), "smaller of the two times"),
+    (lambda f, q, bw, pk: (q / bw + f / pk, f / q, _limit(f, q, bw, pk)), "adds the two times"),
+    (lambda f, q, bw, pk: (max(q * bw, f * pk), f / q, _limit(f, q, bw, pk)), "are not times: divide"),
+    (lambda f, q, bw, pk: (max(q / pk, f / bw), f / q, _limit(f, q, bw, pk)), "The bytes go with the bandwidth"),
+    (lambda f, q, bw, pk: (max(q / bw, f / pk), q / f, _limit(f, q, bw, pk)), "That is bytes per FLOP"),
+    (lambda f, q, bw, pk: (max(q / bw, f / pk), f / q, "compute" if f / q > bw / pk else "memory"),
+     r"limit 'compute', expected 'memory'\. The ridge point is peak_flops / bandwidth"),
+    (lambda f, q, bw, pk: (max(q / bw, f / pk), f / q, "memory" if f / q > pk / bw else "compute"),
+     "below the ridge the memory time is the larger one"),
+    (lambda f, q, bw, pk: (max(q / bw, f / pk), f / q, "memory-bound"), "return the string 'memory' or 'compute'"),
+    (lambda f, q, bw, pk: max(q / bw, f / pk), r"return a tuple \(seconds, intensity, limit\)"),
+    (lambda f, q, bw, pk: None, "returned None"),
+])
+def test_roofline_bound_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch07.check_roofline_bound(wrong)
+
+
+def test_roofline_bound_check_accepts_a_comparison_of_the_times_and_a_list():
+    def by_times(f, q, bw, pk):
+        t_mem, t_cmp = q / bw, f / pk
+        return [max(t_mem, t_cmp), f / q, "memory" if t_mem > t_cmp else "compute"]
+
+    ch07.check_roofline_bound(by_times)
+
+
+def test_roofline_bound_cases_lie_on_both_sides_of_every_ridge():
+    sides = {}
+    for bw, pk, f, q in ch07.BOUND_CASES:
+        assert f / q != pk / bw
+        sides.setdefault(pk / bw, set()).add(_limit(f, q, bw, pk))
+    assert len(sides) == 3 and all(s == {"memory", "compute"} for s in sides.values())
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 3: the exponent of a scaling curve
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda n, t: np.polyfit(n, t, 1)[0], "straight line through \\(size, seconds\\)"),
+    (lambda n, t: np.polyfit(np.log(n), np.log(t), 1)[1], "That is the intercept"),
+    (lambda n, t: np.polyfit(np.log(t), np.log(n), 1)[0], "regresses log\\(size\\) on log\\(seconds\\)"),
+    (lambda n, t: math.log(t[-1] / t[0]) / math.log(n[-1] / n[0]), "only the first and last points"),
+    (lambda n, t: np.polyfit(n, np.log(t), 1)[0], "take the log of the sizes too"),
+    (lambda n, t: np.polyfit(np.log(n), t, 1)[0], "take the log of the seconds too"),
+    (lambda n, t: np.mean(np.diff(np.log(t)) / np.diff(np.log(n))), "averages the slopes between neighbours"),
+    (lambda n, t: np.polyfit(np.log(n), np.log(t), 1), "return one number"),
+    (lambda n, t: None, "returned None"),
+    (lambda n, t: np.polyfit(np.log(n), np.log(t), 2)[1], "slope .*, expected"),
+])
+def test_loglog_slope_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch07.check_loglog_slope(wrong)
+
+
+def test_loglog_slope_check_does_not_penalize_the_base_of_the_logarithm():
+    ch07.check_loglog_slope(lambda n, t: np.polyfit(np.log10(n), np.log10(t), 1)[0])
+    ch07.check_loglog_slope(lambda n, t: np.polyfit(np.log2(n), np.log2(t), 1)[0])
+
+
+def test_loglog_slope_solution_recovers_known_exponents():
+    n = np.array([3.0, 7, 20, 55, 150])
+    for p in (0.5, 1, 2, 3.2):
+        assert SOL.loglog_slope(n, 2.5 * n ** p) == pytest.approx(p, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 4: a cost per row and a cost per term
+# ------------------------------------------------------------------------------------------
+
+def _fit(x_of, y_of, order="ab"):
+    def fn(widths, per_term, taps):
+        w, y = np.asarray(widths, float), np.asarray(per_term, float)
+        slope, icpt = np.polyfit(x_of(w, taps), y_of(y, w, taps), 1)
+        return (slope, icpt) if order == "ab" else (icpt, slope)
+    return fn
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (_fit(lambda w, T: 1 / (T * w), lambda y, w, T: y, order="ba"), r"Those are \(b_term, a_row\)"),
+    (_fit(lambda w, T: 1 / w, lambda y, w, T: y), "off by a factor of taps = 9"),
+    (_fit(lambda w, T: w, lambda y, w, T: y), "against the width itself"),
+    (_fit(lambda w, T: np.log(w), lambda y, w, T: np.log(y)), "Fit ns_per_term against 1 / \\(taps \\* width\\)"),
+    (lambda w, y, T: np.polyfit(1 / (T * np.asarray(w)), y, 1)[0], r"return a tuple \(a_row, b_term\)"),
+    (lambda w, y, T: None, "returned None"),
+])
+def test_row_and_term_costs_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch07.check_row_and_term_costs(wrong)
+
+
+def test_row_and_term_costs_check_accepts_the_per_row_fit():
+    def per_row(widths, per_term, taps):
+        terms = taps * np.asarray(widths, float)
+        b_term, a_row = np.polyfit(terms, np.asarray(per_term) * terms, 1)
+        return a_row, b_term
+
+    ch07.check_row_and_term_costs(per_row)
+
+
+def test_the_two_fits_differ_with_noise_and_agree_without():
+    w = [20, 40, 80, 160, 320, 640]
+    exact = [60 / (9 * x) + 0.25 for x in w]
+    (a1, b1), (a2, b2) = ch07._row_term_fits(w, exact, 9)
+    assert (a1, b1) == pytest.approx((60, 0.25)) and (a2, b2) == pytest.approx((60, 0.25))
+    noisy = [t * (1 + 0.05 * (-1) ** i) for i, t in enumerate(exact)]
+    (a1, _), (a2, _) = ch07._row_term_fits(w, noisy, 9)
+    assert not math.isclose(a1, a2, rel_tol=1e-6)  # so accepting both is a real choice
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 5: an inner loop along the rows
+# ------------------------------------------------------------------------------------------
+
+@njit
+def _negative_index(x, weight, out):  # the chapter's "before": right rows, but x_row[xx + ox]
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    for n in range(B * C * H):
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = out[b, c, y]
+        row[:] = 0
+        for i in range(k):
+            ys = y + i - r
+            if ys < 0 or ys >= H:
+                continue
+            x_row = x[b, c, ys]
+            for j in range(k):
+                ox = j - r
+                for xx in range(max(0, -ox), min(W, W - ox)):
+                    row[xx] += weight[c, i, j] * x_row[xx + ox]
+
+
+@njit
+def _no_zeroing(x, weight, out):
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    for n in range(B * C * H):
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = out[b, c, y]
+        for i in range(k):
+            ys = y + i - r
+            if ys < 0 or ys >= H:
+                continue
+            for j in range(k):
+                ox = j - r
+                lo, hi = max(0, -ox), min(W, W - ox)
+                if lo >= hi:
+                    continue
+                src, dst = x[b, c, ys, lo + ox:hi + ox], row[lo:hi]
+                for t in range(hi - lo):
+                    dst[t] += weight[c, i, j] * src[t]
+
+
+@njit
+def _flipped(x, weight, out):  # a true convolution: the kernel turned by 180 degrees
+    ch07.depthwise_rows_reference(x, weight[:, ::-1, ::-1].copy(), out)
+
+
+@njit(parallel=True)
+def _last_row_skipped(x, weight, out):  # an off-by-one in the row test: ys >= H - 1
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    for n in prange(B * C * H):
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        row = out[b, c, y]
+        row[:] = 0
+        for i in range(k):
+            ys = y + i - r
+            if ys < 0 or ys >= H - 1:
+                continue
+            for j in range(k):
+                ox = j - r
+                lo, hi = max(0, -ox), min(W, W - ox)
+                if lo >= hi:
+                    continue
+                src, dst = x[b, c, ys, lo + ox:hi + ox], row[lo:hi]
+                for t in range(hi - lo):
+                    dst[t] += weight[c, i, j] * src[t]
+
+
+def _python_rows(x, weight, out):
+    SOL.depthwise_rows.py_func(x, weight, out)
+
+
+def _returns_new(x, weight, out):
+    res = np.empty_like(out)
+    SOL.depthwise_rows(x, weight, res)
+    return res
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (ch07.depthwise_slow, r"no packed \(SIMD\) multiply .* zero-based views"),
+    (_negative_index, r"no packed \(SIMD\) multiply .* xx \+ ox, which could be negative"),
+    (_no_zeroing, "unwritten .*zero each output row"),
+    (_flipped, r"out, against F\.conv2d.* is wrong"),
+    (_last_row_skipped, r"out, against F\.conv2d.* is wrong"),
+    (_python_rows, "not compiled by Numba: decorate it with @numba.njit"),
+    (_returns_new, "returned a new array and left out untouched"),
+])
+def test_depthwise_rows_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch07.check_depthwise_rows(wrong)
+
+
+def test_depthwise_rows_check_accepts_a_serial_kernel():
+    ch07.check_depthwise_rows(njit(SOL.depthwise_rows.py_func))
+
+
+def test_the_slow_kernel_and_the_reference_agree_bit_for_bit():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((3, 5, 5))
+    a, b = np.empty_like(x), np.empty_like(x)
+    ch07.depthwise_slow(x, w, a)
+    ch07.depthwise_rows_reference(x, w, b)
+    assert np.array_equal(a, b)
+
+
+@njit(parallel=True)
+def _slice_arithmetic(x, weight, out):  # whole-slice updates: Numba writes the row loop itself
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    for n in prange(B * C * H):
+        b, c, y = n // (C * H), (n // H) % C, n % H
+        out[b, c, y, :] = 0
+        for i in range(k):
+            ys = y + i - r
+            if ys < 0 or ys >= H:
+                continue
+            for j in range(k):
+                ox = j - r
+                lo, hi = max(0, -ox), min(W, W - ox)
+                if lo < hi:
+                    out[b, c, y, lo:hi] += weight[c, i, j] * x[b, c, ys, lo + ox:hi + ox]
+
+
+def test_depthwise_rows_check_accepts_slice_arithmetic():
+    ch07.check_depthwise_rows(_slice_arithmetic)
