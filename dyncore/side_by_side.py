@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +45,7 @@ from tqdm.auto import tqdm
 from . import bench
 from . import validation as V
 from .pad.data import StripeData, make_stripes
+from .training import train_steps
 from .receptive_field import effective_receptive_field, erf_radius, receptive_field
 from .utils import num_threads, set_seed
 
@@ -234,23 +234,12 @@ def train_model(model: nn.Module, data: StripeData, steps: int, batch_size: int 
     steps = V.check_positive_int("steps", steps)
     batch_size = V.check_positive_int("batch_size", batch_size)
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    losses = []
-    model.train()
-    start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, leave=False, disable=not progress)
-    for _ in bar:
+
+    def batch_loss(step):
         idx = torch.randint(0, len(data.images), (batch_size,), generator=gen)
-        loss = F.cross_entropy(model(data.images[idx]), data.labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if len(losses) % 25 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-25:]) / 25:.3f}")
-    return {"losses": losses, "seconds": time.perf_counter() - start}
+        return F.cross_entropy(model(data.images[idx]), data.labels[idx])
+
+    return train_steps(model, batch_loss, steps, lr=lr, desc=desc, progress=progress)
 
 
 @torch.no_grad()

@@ -24,13 +24,12 @@ residual over the bicubic upsampling of the input, so the two differ only in the
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..training import train_steps
 from .data import DepthBatch, DigitData, Motorcycle, depth_crops, make_planar_scenes, rmse, upsample_bicubic
 from .modules import DDF, DDFUp
 
@@ -121,24 +120,18 @@ def train_classifier(model: nn.Module, data: DigitData, steps: int, batch_size: 
     """Adam with a one-cycle schedule on random batches (seeded). Returns the loss per step, the
     largest gradient norm seen, whether the loss ever became non-finite, and the seconds."""
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    losses, grad_norms = [], []
-    model.train()
-    start = time.perf_counter()
-    for _ in (bar := tqdm(range(steps), desc=desc, leave=False)):
+    grad_norms = []
+
+    def batch_loss(step):
         idx = torch.randint(0, len(data.images), (batch_size,), generator=gen)
-        loss = F.cross_entropy(model(data.images[idx]), data.labels[idx])
-        opt.zero_grad()
-        loss.backward()
+        return F.cross_entropy(model(data.images[idx]), data.labels[idx])
+
+    def record_grad_norm():
         grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))))
-        if math.isfinite(loss.item()):
-            opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if len(losses) % 25 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-25:]) / 25:.3f}")
-    return {"losses": losses, "grad_norms": grad_norms, "seconds": time.perf_counter() - start}
+
+    run = train_steps(model, batch_loss, steps, lr=lr, weight_decay=1e-4, desc=desc,
+                      after_backward=record_grad_norm)
+    return {**run, "grad_norms": grad_norms}
 
 
 @torch.no_grad()
@@ -214,23 +207,13 @@ def train_depth(model: DepthUpNet, scene: Motorcycle, steps: int, batch_size: in
                 lr: float = 3e-3, seed: int = 0, planar_fraction: float = 0.5, desc: str = "training") -> dict:
     """Adam, one-cycle schedule; each step draws fresh samples (seeded, :func:`depth_batch`).
     The loss is the mean squared error over valid pixels."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    losses = []
-    model.train()
-    start = time.perf_counter()
-    for step in (bar := tqdm(range(steps), desc=desc, leave=False)):
+    def batch_loss(step):
         batch = depth_batch(scene, batch_size, crop, model.scale, seed * 100_003 + step, planar_fraction)
         pred = model(batch.low, batch.rgb)
-        loss = ((pred - batch.depth) ** 2)[batch.valid].mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if len(losses) % 25 == 0:
-            bar.set_postfix(rmse=f"{100 * (sum(losses[-25:]) / 25) ** 0.5:.2f}")
-    return {"losses": losses, "seconds": time.perf_counter() - start}
+        return ((pred - batch.depth) ** 2)[batch.valid].mean()
+
+    return train_steps(model, batch_loss, steps, lr=lr, desc=desc,
+                       postfix=lambda mean: f"rmse={100 * mean ** 0.5:.2f}")
 
 
 @torch.no_grad()

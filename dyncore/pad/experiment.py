@@ -14,13 +14,12 @@ fixed one plus its hidden-prior branch (:func:`~dyncore.pad.modules.prior_branch
 
 from __future__ import annotations
 
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..training import train_steps
 from .data import StripeData
 from .modules import PADStack, dilation_variance, expected_dilation
 
@@ -67,22 +66,12 @@ def train_segmenter(model: nn.Module, data: StripeData, steps: int, batch_size: 
     the seconds it took."""
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    losses = []
-    model.train()
-    start = time.perf_counter()
-    for _ in (bar := tqdm(range(steps), desc=desc, leave=False)):
+
+    def batch_loss(step):
         idx = torch.randint(0, len(data.images), (batch_size,), generator=gen)
-        loss = F.cross_entropy(model(data.images[idx].to(device)), data.labels[idx].to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if len(losses) % 25 == 0:
-            bar.set_postfix(loss=f"{sum(losses[-25:]) / 25:.3f}")
-    return {"losses": losses, "seconds": time.perf_counter() - start}
+        return F.cross_entropy(model(data.images[idx].to(device)), data.labels[idx].to(device))
+
+    return train_steps(model, batch_loss, steps, lr=lr, desc=desc)
 
 
 @torch.no_grad()

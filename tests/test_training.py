@@ -1,0 +1,67 @@
+"""The shared training loop: the optimizer steps, the schedule, the record it returns."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dyncore.training import train_steps
+
+
+def _problem(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 3, generator=gen)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+    return x, y
+
+
+def test_it_fits_a_linear_model_and_records_every_step():
+    x, y = _problem()
+    model = nn.Linear(3, 1)
+    run = train_steps(model, lambda step: ((model(x).squeeze(1) - y) ** 2).mean(), 200, lr=0.1,
+                      progress=False)
+    assert len(run["losses"]) == 200 and run["seconds"] > 0
+    assert run["losses"][-1] < 1e-3 * run["losses"][0]
+
+
+def test_the_same_seed_gives_the_same_losses():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        x, y = _problem()
+        model = nn.Linear(3, 1)
+        gen = torch.Generator().manual_seed(1)
+
+        def batch_loss(step):
+            idx = torch.randint(0, len(x), (8,), generator=gen)
+            return ((model(x[idx]).squeeze(1) - y[idx]) ** 2).mean()
+
+        runs.append(train_steps(model, batch_loss, 30, lr=0.05, progress=False)["losses"])
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_a_non_finite_loss_skips_the_step_but_not_the_schedule():
+    model = nn.Linear(1, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = []
+
+    def batch_loss(step):
+        calls.append(step)
+        return model(torch.ones(1, 1)).sum() * float("nan")
+
+    run = train_steps(model, batch_loss, 5, lr=0.1, progress=False,
+                      after_backward=lambda: calls.append("backward"))
+    assert all(math.isnan(v) for v in run["losses"])
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p, q), "a NaN loss must not change the weights"
+    assert calls == [0, "backward", 1, "backward", 2, "backward", 3, "backward", 4, "backward"]
+
+
+def test_postfix_is_called_with_the_mean_of_the_recent_losses():
+    model = nn.Linear(1, 1)
+    seen = []
+    train_steps(model, lambda step: model(torch.ones(1, 1)).sum() * 0 + float(step), 10, lr=0.01,
+                postfix=lambda mean: seen.append(mean) or "x", every=5)
+    assert seen == pytest.approx([2.0, 7.0])
