@@ -32,14 +32,12 @@ draws the figure.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from . import bench
@@ -47,7 +45,7 @@ from . import validation as V
 from .pad.data import StripeData, make_stripes
 from .training import train_steps
 from .receptive_field import effective_receptive_field, erf_radius, receptive_field
-from .utils import num_threads, set_seed
+from .utils import count_flops, count_parameters, num_threads, set_seed
 
 #: The layers that can fill the slot, the plain convolution first (the baseline).
 LAYERS = ("conv", "DFN", "LS-DFN", "DCM", "PAD", "DDF")
@@ -159,10 +157,6 @@ def ddf_parameter_formula(channels: int) -> int:
     c, k = channels, KERNEL_SIZE
     m = squeeze_width(c, DDF_SE_RATIO)
     return branch_parameters(c, k, DDF_SE_RATIO) + (k * k + m + c * k * k) + c * k * k
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 class SideBySideNet(nn.Module):
@@ -286,39 +280,6 @@ def ddf_active_squeeze_units(model: SideBySideNet, data: StripeData) -> tuple[in
 
 
 # --------------------------------------------------------------------------- measurements
-
-def _elementwise(*args, out_shape=None, **kwargs) -> int:
-    """One flop per output element (a multiply or an add)."""
-    return math.prod(out_shape) if out_shape is not None else 0
-
-
-def _reduction(x_shape, *args, out_shape=None, **kwargs) -> int:
-    """One add per input element folded into the output."""
-    return max(0, math.prod(x_shape) - math.prod(out_shape))
-
-
-#: Elementwise arithmetic that ``torch.utils.flop_counter`` does not count by default, but that
-#: is the dynamic layers' own work when their ``"torch"`` backend is a product and a sum
-#: (DFN's unfold-multiply-sum, the gates of PAD, the attention of LS-DFN).
-ELEMENTWISE_FLOPS = {
-    torch.ops.aten.mul: _elementwise,
-    torch.ops.aten.add: _elementwise,
-    torch.ops.aten.sum: _reduction,
-}
-
-
-def count_flops(module: nn.Module, x: torch.Tensor, elementwise: bool = False) -> int:
-    """Forward flops of ``module(x)`` by ``torch.utils.flop_counter.FlopCounterMode``.
-
-    By default it counts convolutions and matrix products (2 flops per multiply-add); with
-    ``elementwise=True`` also every elementwise multiply, add and sum (:data:`ELEMENTWISE_FLOPS`).
-    Count on the ``"torch"`` backend: the counter sees PyTorch operators, not Numba kernels.
-    """
-    mapping = ELEMENTWISE_FLOPS if elementwise else None
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        module(x)
-    return counter.get_total_flops()
-
 
 def measure_erf(model: nn.Module, size: int = 33, samples: int = 8) -> dict:
     """The ERF of the centre output on random inputs, in eval mode: the map, its 95% radius and the

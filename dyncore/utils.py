@@ -87,3 +87,69 @@ def machine_report() -> str:
         f"numba threads {numba.config.NUMBA_NUM_THREADS}",
         f"cuda backend: {cuda_line}",
     ])
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """The number of learnable and fixed parameters of ``module`` (every ``nn.Parameter``)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def set_backend(module: torch.nn.Module, backend: str) -> dict:
+    """Set ``backend`` on ``module`` and every submodule that has one (every dyncore layer does);
+    returns ``{submodule: previous backend}`` for :func:`restore_backends`."""
+    saved = {}
+    for m in module.modules():
+        if isinstance(getattr(m, "backend", None), str):
+            saved[m] = m.backend
+            m.backend = backend
+    return saved
+
+
+def restore_backends(saved: dict) -> None:
+    """Undo :func:`set_backend`."""
+    for m, backend in saved.items():
+        m.backend = backend
+
+
+def _elementwise_flops(*args, out_shape=None, **kwargs) -> int:
+    """One flop per output element (a multiply or an add)."""
+    return int(np.prod(out_shape)) if out_shape is not None else 0
+
+
+def _reduction_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """One add per input element folded into the output."""
+    return max(0, int(np.prod(x_shape)) - int(np.prod(out_shape)))
+
+
+#: Elementwise arithmetic that ``torch.utils.flop_counter`` does not count by default, but that
+#: is the dynamic layers' own work when their ``"torch"`` backend is a product and a sum
+#: (DFN's unfold-multiply-sum, the gates of PAD, the attention of LS-DFN).
+ELEMENTWISE_FLOPS = {
+    torch.ops.aten.mul: _elementwise_flops,
+    torch.ops.aten.add: _elementwise_flops,
+    torch.ops.aten.sum: _reduction_flops,
+}
+
+
+def count_flops(module: torch.nn.Module, *inputs, elementwise: bool = False, backend: str = "torch") -> int:
+    """FLOPs of one forward pass ``module(*inputs)`` by ``torch.utils.flop_counter`` (a
+    multiply-add counts 2), in eval mode and without autograd.
+
+    The counter sees PyTorch operators only, not Numba kernels: every dyncore layer inside is
+    switched to ``backend`` (``"torch"``) for the count and switched back after. By default the
+    counter counts convolutions and matrix products; ``elementwise=True`` also counts every
+    elementwise multiply, add and sum (:data:`ELEMENTWISE_FLOPS`).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    saved = set_backend(module, backend)
+    was_training = module.training
+    module.eval()
+    try:
+        mapping = ELEMENTWISE_FLOPS if elementwise else None
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            module(*inputs)
+    finally:
+        restore_backends(saved)
+        module.train(was_training)
+    return int(counter.get_total_flops())

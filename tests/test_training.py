@@ -65,3 +65,26 @@ def test_postfix_is_called_with_the_mean_of_the_recent_losses():
     train_steps(model, lambda step: model(torch.ones(1, 1)).sum() * 0 + float(step), 10, lr=0.01,
                 postfix=lambda mean: seen.append(mean) or "x", every=5)
     assert seen == pytest.approx([2.0, 7.0])
+
+
+# ---------------------------------------------------------------- counting helpers (dyncore.utils)
+
+def test_count_parameters_and_flops_of_a_conv():
+    from dyncore.utils import count_flops, count_parameters
+
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    assert count_parameters(conv) == 6 * 4 * 9 + 6
+    assert count_flops(conv, torch.randn(2, 4, 5, 7)) == 2 * (2 * 6 * 5 * 7) * 4 * 9
+
+
+def test_count_flops_switches_dyncore_layers_to_torch_and_back():
+    from dyncore.ddf import DDF
+    from dyncore.utils import count_flops
+
+    layer = DDF(8).train()
+    layer.backend = "numba"
+    x = torch.randn(1, 8, 6, 6)
+    flops = count_flops(layer, x)
+    assert flops > count_flops(layer, x, backend="numba"), "the fused kernel is invisible to the counter"
+    assert layer.backend == "numba" and layer.training, "backend and mode are restored"
+    assert count_flops(layer, torch.randn(1, 8, 6, 6), elementwise=True) > flops

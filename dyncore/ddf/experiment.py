@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import train_steps
+from ..utils import count_flops, count_parameters  # noqa: F401  (the chapter calls them from here)
 from .data import DepthBatch, DigitData, Motorcycle, depth_crops, make_planar_scenes, rmse, upsample_bicubic
 from .modules import DDF, DDFUp
 
@@ -84,35 +85,6 @@ class TinyResNet(nn.Module):
 
     def spatial_layers(self):
         return [block.spatial for block in self.blocks]
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one forward pass by ``torch.utils.flop_counter`` (a multiply-add counts 2).
-
-    DDF modules are counted through the ``"torch"`` backend (unfold + einsum), whose matrix
-    products the counter sees; the fused kernels are invisible to it.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    saved = {}
-    for m in model.modules():
-        if isinstance(m, (DDF, DDFUp)):
-            saved[m] = m.backend
-            m.backend = "torch"
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        for m, b in saved.items():
-            m.backend = b
-        model.train(was_training)
-    return int(counter.get_total_flops())
 
 
 def train_classifier(model: nn.Module, data: DigitData, steps: int, batch_size: int = 64, lr: float = 3e-3,

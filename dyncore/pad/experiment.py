@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import train_steps
+from ..utils import count_parameters  # noqa: F401  (the chapter calls it from here)
 from .data import StripeData
 from .modules import PADStack, dilation_variance, expected_dilation
 
@@ -106,7 +107,3 @@ def evaluate_segmenter(model: nn.Module, data: StripeData, batch_size: int = 128
         result["variance"] = torch.stack([dilation_variance(h, dil).mean() for h in priors]).mean().item()
         result["priors"] = priors
     return result
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
