@@ -19,6 +19,11 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 HAS_GPU = torch.cuda.is_available()
 
+# float32 references on a GPU must be float32: cuDNN convolutions default to TF32 (10-bit
+# mantissa), which alone puts them 1e-3 away from an exact float32 kernel.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
 
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a real CUDA GPU")

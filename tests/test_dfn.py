@@ -111,7 +111,7 @@ def problems(draw, max_side=10, max_channels=4, max_batch=2):
 def _forward_and_grads(fn, x, f):
     xr, fr = x.clone().requires_grad_(), f.clone().requires_grad_()
     out = fn(xr, fr)
-    g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
     return (out.detach(), *torch.autograd.grad(out, (xr, fr), g))
 
 

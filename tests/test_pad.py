@@ -91,7 +91,7 @@ def grads(fn, tensors, grad_out=None):
     tensors = [t.detach().clone().requires_grad_() if t is not None else None for t in tensors]
     out = fn(*tensors)
     if grad_out is None:
-        grad_out = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+        grad_out = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device).reshape(out.shape)
     live = [t for t in tensors if t is not None]
     return (out.detach(), *torch.autograd.grad(out, live, grad_out))
 
