@@ -72,3 +72,28 @@ def run_loops(fn: Callable[..., np.ndarray], *args, like: torch.Tensor):
     ]
     out = fn(*converted)
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=like.device, dtype=like.dtype)
+
+
+def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Callable,
+             vectorized: Callable, kernels: dict):
+    """Run one operator on the backend asked for; every operator's public function ends here.
+
+    ``inputs`` are the operator's tensor arguments (``None`` for an absent optional one, such as
+    a bias), already validated; ``config`` its non-tensor arguments (kernel size, dilation, ...),
+    passed after the inputs to ``loops`` (on numpy arrays, the specification) and ``vectorized``
+    (PyTorch, differentiated by autograd), and as the ``config`` of the hand-written kernel sets
+    ``kernels["numba"]`` and ``kernels["cuda"]`` (:class:`dyncore.autograd.KernelSet`), which run
+    under :class:`dyncore.autograd.KernelFunction`. An output with no elements (an empty batch)
+    is returned as zeros of ``out_shape`` without running anything.
+    """
+    from .autograd import KernelFunction
+
+    like = inputs[0]
+    name = resolve_backend(backend, like.device)
+    if any(n == 0 for n in out_shape):
+        return like.new_zeros(out_shape)
+    if name == "loops":
+        return run_loops(lambda *arrays: loops(*arrays, *config), *inputs, like=like)
+    if name == "torch":
+        return vectorized(*inputs, *config)
+    return KernelFunction.apply(kernels[name], config, *inputs)

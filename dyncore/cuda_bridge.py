@@ -33,6 +33,17 @@ THREADS_PER_BLOCK = 128
 SIMULATOR_THREADS_PER_BLOCK = 32
 
 
+@cuda.jit(device=True)
+def unravel4(n, shape):
+    """Flat index ``n`` of a contiguous ``(B, C, H, W)`` tensor -> ``(b, c, y, x)``.
+
+    Every kernel of the book runs one thread per element of the tensor it writes; this is how a
+    thread finds its element (Chapter 1 writes it out once, "One thread per output element").
+    """
+    _, C, H, W = shape
+    return n // (C * H * W), (n // (H * W)) % C, (n // W) % H, n % W
+
+
 def launch_config(n_items: int) -> tuple[int, int]:
     """``(blocks, threads_per_block)`` for a 1-D grid covering ``n_items`` work items."""
     threads = SIMULATOR_THREADS_PER_BLOCK if simulating() else THREADS_PER_BLOCK

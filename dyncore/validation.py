@@ -116,3 +116,33 @@ def check_spatial_nonempty(name: str, value: torch.Tensor) -> None:
         raise ValueError(
             f"{name} must have at least one channel and one pixel; got shape {_shape(value)}"
         )
+
+
+def check_bool(name: str, value) -> bool:
+    """A real ``bool`` (not ``0``/``1``, not a string)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False); got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices: Sequence):
+    """One of ``choices`` (compared with ``==``); the message lists them."""
+    if not any(value == c and type(value) is type(c) for c in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_positive_number(name: str, value) -> float:
+    """A finite real number > 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (value > 0 and value != float("inf")):
+        raise ValueError(f"{name} must be a positive, finite number; got {value}")
+    return value
+
+
+def check_channels(**counts) -> tuple[int, ...]:
+    """Channel counts of a module's constructor, each a positive int: ``check_channels(in_channels=3,
+    out_channels=8)`` returns ``(3, 8)``; the message names the argument that is wrong."""
+    return tuple(check_positive_int(name, value) for name, value in counts.items())

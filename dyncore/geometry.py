@@ -1,0 +1,54 @@
+"""The geometry every operator of the book shares: taps, output size, which indices stay inside.
+
+A ``k x k`` window (``k`` odd) has taps ``t = i*k + j``, row-major, ``0 <= i, j < k``; tap ``t``
+reads at the offset ``((i - r)*d, (j - r)*d)`` from the pixel the window is centred on, with
+``r = (k - 1)//2`` and ``d`` the dilation, so the centre tap ``t = k*k // 2`` reads the pixel
+itself (Chapter 0, "Shared conventions"). With stride ``s``, output pixel ``(yo, xo)`` is centred
+on input pixel ``(yo*s, xo*s)`` and ``Ho = (H - 1)//s + 1``: the geometry of
+``F.conv2d(x, w, stride=s, padding=d*r, dilation=d)``.
+
+:func:`valid_range` is compiled by Numba and inlined into the CPU kernels, which use it to run
+their innermost loops over exactly the pixels whose tap lands inside the image (zero padding
+without a test per pixel).
+"""
+
+from __future__ import annotations
+
+import torch
+from numba import njit
+
+from . import validation as V
+
+__all__ = ["output_size", "tap_offset", "tap_offsets", "valid_range"]
+
+
+def output_size(n: int, stride: int = 1) -> int:
+    """``(n - 1) // stride + 1``: the output length of a centred, zero-padded window."""
+    return (n - 1) // stride + 1
+
+
+def tap_offset(t: int, kernel_size: int, dilation: int = 1) -> tuple[int, int]:
+    """The offset ``(oy, ox)`` at which tap ``t = i*k + j`` reads, relative to the centre pixel."""
+    r = (kernel_size - 1) // 2
+    i, j = divmod(t, kernel_size)
+    return (i - r) * dilation, (j - r) * dilation
+
+
+def tap_offsets(kernel_size: int, dilation: int = 1) -> torch.Tensor:
+    """``(k*k, 2)`` integer tensor: row ``t`` is the offset ``(oy_t, ox_t)`` at which tap ``t`` reads."""
+    k = V.check_kernel_size("kernel_size", kernel_size)
+    d = V.check_positive_int("dilation", dilation)
+    return torch.tensor([tap_offset(t, k, d) for t in range(k * k)], dtype=torch.long)
+
+
+@njit(cache=True, inline="always")
+def valid_range(n_out, n_in, stride, offset):
+    """``[lo, hi)``: the output indices ``o < n_out`` whose input ``o*stride + offset`` lies in
+    ``[0, n_in)``. With ``stride = 1`` and ``n_out = n_in`` this is "where a shifted tap stays
+    inside"; a convolution with padding ``p`` passes ``offset - p``."""
+    lo = 0
+    if offset < 0:
+        lo = (-offset + stride - 1) // stride  # ceil(-offset / stride)
+    last = n_in - 1 - offset
+    hi = min(n_out, last // stride + 1) if last >= 0 else 0
+    return lo, max(lo, hi)

@@ -1,0 +1,201 @@
+"""One record per operator: everything the tests, the benchmark, the cost model and the
+side-by-side comparison need to know about it, written once (in the spirit of PyTorch's OpInfo).
+
+Each method folder has a ``spec.py`` whose ``SPECS`` tuple holds the :class:`OpSpec` of its
+operator(s). :func:`all_specs` finds them by walking the packages of :mod:`dyncore`, so there is
+no second list of operators anywhere: a new method folder with a ``spec.py`` is picked up by the
+conformance tests (``tests/test_conformance.py``), by ``python -m dyncore.bench``, by
+:mod:`dyncore.roofline` and by Chapter 7's comparison of all layers.
+
+What a spec holds:
+
+* ``function``, the public operator, and the ``backends`` it has;
+* ``sample_inputs(dtype, device)``: a handful of small calls (:class:`Sample`) that together
+  cover odd sizes, ``H != W``, strides and dilations where the operator has them, ``k = 1``
+  and a kernel larger than the image. Small enough for ``gradcheck`` and the ``"loops"`` backend;
+* ``random_input(seed, dtype, device)``: one call drawn at random from the same family, for
+  property tests (``hypothesis`` draws the seed);
+* ``reference(*args, **kwargs)``: the equation written with plain PyTorch tensor operations
+  (zero padding and shifted slices, or ``F.conv2d``), independent of every backend and
+  differentiable by autograd: the ground truth the backends are tested against;
+* ``error_inputs()``: bad calls (:class:`ErrorCase`) with the exception type and the words the
+  message must contain (the name of the argument that is wrong);
+* ``bench``: the benchmark cases (:class:`BenchCase`: inputs for a size ``B x C x H x W`` and
+  kernel size ``k``, the call, the cost model in FLOPs and bytes of :mod:`dyncore.roofline`);
+* ``layer``: the learnable layer built on the operator (:class:`LayerSpec`), as it fills the slot
+  of Chapter 7's comparison, with its paper's parameter formula.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .backend import BACKENDS
+
+__all__ = ["Sample", "ErrorCase", "BenchCase", "LayerSpec", "OpSpec", "all_specs", "get_spec",
+           "bench_cases", "get_bench_case", "layer_specs", "get_layer_spec"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One call of an operator: ``function(*args, **kwargs)``.
+
+    ``args`` are the positional tensor arguments in the operator's order (``None`` where an
+    optional tensor, such as a bias, is absent); ``kwargs`` the keyword arguments other than
+    ``backend``. ``desc`` says what the case exercises (``"odd size, stride 2"``).
+    """
+
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    desc: str = ""
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [a for a in self.args if isinstance(a, torch.Tensor)]
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Sample":
+        """The same call with ``fn`` applied to every tensor argument."""
+        args = tuple(fn(a) if isinstance(a, torch.Tensor) else a for a in self.args)
+        return Sample(args, dict(self.kwargs), self.desc)
+
+
+@dataclass(frozen=True)
+class ErrorCase:
+    """A bad call and what it must raise: ``error`` (``ValueError`` or ``TypeError``) whose message
+    matches the regular expression ``match`` (which names the offending argument)."""
+
+    args: tuple
+    kwargs: dict
+    error: type
+    match: str
+    desc: str = ""
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One operator configuration of the benchmark (``python -m dyncore.bench``).
+
+    ``name`` is the name results files use (``"ddf"``, ``"depthwise"``); ``backends`` may include
+    ``"native"`` (PyTorch's own kernel). ``make_inputs(B, C, H, W, k, dtype, device, generator)``
+    returns the tensors, ``call(backend, k, *inputs)`` runs the operator, and
+    ``cost(B, C, H, W, k, *, itemsize=4)`` is its :class:`dyncore.roofline.Cost` (the minimum
+    FLOPs and bytes of a forward). ``memory(backend, B, C, H, W, k, mode, itemsize)``, if given,
+    estimates the bytes a run needs (inputs, output, temporaries), so the benchmark can skip a
+    case that would not fit instead of exhausting the memory.
+    """
+
+    name: str
+    description: str
+    backends: tuple[str, ...]
+    make_inputs: Callable
+    call: Callable
+    cost: Callable
+    memory: Callable | None = None
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """The learnable layer built on an operator, as Chapter 7 puts it in one network slot.
+
+    ``make(channels, backend)`` returns a ``channels -> channels`` module with a same-size output
+    (kernel size 3); ``parameter_formula(channels)`` is its parameter count by the paper's formula;
+    ``local_field`` the side of the window one output pixel reads through local paths;
+    ``global_context`` whether its filters also depend on a pooling of the whole image.
+    """
+
+    name: str
+    paper: str
+    make: Callable[[int, str], torch.nn.Module]
+    parameter_formula: Callable[[int], int]
+    local_field: int
+    global_context: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything about one operator (see the module docstring)."""
+
+    name: str
+    function: Callable
+    chapter: int
+    equation: str
+    sample_inputs: Callable[..., Iterable[Sample]]
+    random_input: Callable[..., Sample]
+    reference: Callable
+    error_inputs: Callable[[], Iterable[ErrorCase]]
+    backends: tuple[str, ...] = BACKENDS
+    bench: tuple[BenchCase, ...] = ()
+    layer: LayerSpec | None = None
+    description: str = ""
+
+    def __call__(self, sample: Sample, backend: str = "auto"):
+        return self.function(*sample.args, **sample.kwargs, backend=backend)
+
+    def __repr__(self) -> str:
+        return f"OpSpec({self.name!r}, chapter {self.chapter})"
+
+
+def _spec_modules() -> list:
+    import dyncore
+
+    modules = []
+    for info in pkgutil.iter_modules(dyncore.__path__):
+        if not info.ispkg:
+            continue
+        name = f"dyncore.{info.name}.spec"
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+    return modules
+
+
+_SPECS: tuple[OpSpec, ...] | None = None
+
+
+def all_specs() -> tuple[OpSpec, ...]:
+    """Every operator's spec, in the order the chapters teach them."""
+    global _SPECS
+    if _SPECS is None:
+        specs = [s for m in _spec_modules() for s in m.SPECS]
+        _SPECS = tuple(sorted(specs, key=lambda s: (s.chapter, s.name)))
+    return _SPECS
+
+
+def _lookup(kind: str, name, items: Sequence, key: Callable):
+    names = [key(i) for i in items]
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} must be a str, one of {names}; got {type(name).__name__} {name!r}")
+    for item, n in zip(items, names):
+        if n == name:
+            return item
+    raise ValueError(f"{kind} must be one of {names}; got {name!r}")
+
+
+def get_spec(name: str) -> OpSpec:
+    """The spec of operator ``name`` (``"ddf"``, ``"dynamic_filter"``, ...)."""
+    return _lookup("name", name, all_specs(), lambda s: s.name)
+
+
+def bench_cases() -> tuple[BenchCase, ...]:
+    """Every benchmark case of every operator, in chapter order."""
+    return tuple(c for s in all_specs() for c in s.bench)
+
+
+def get_bench_case(name: str) -> BenchCase:
+    return _lookup("op", name, bench_cases(), lambda c: c.name)
+
+
+def layer_specs() -> tuple[LayerSpec, ...]:
+    """The layer of every operator that has one, the plain convolution (the baseline) first."""
+    return tuple(s.layer for s in all_specs() if s.layer is not None)
+
+
+def get_layer_spec(name: str) -> LayerSpec:
+    return _lookup("name", name, layer_specs(), lambda s: s.name)
