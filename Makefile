@@ -3,6 +3,7 @@
 #   make lab     open the book in JupyterLab       (PORT=8888 TOKEN= NO_BROWSER=)
 #   make test    unit tests, every chapter and exercise notebook, the book's structure
 #   make book    build the HTML book, executing every notebook (build/book/_build/html)
+#   make experiments   re-record every experiment's full run (hours; EXPERIMENT=name for one)
 #   make clean   remove build outputs; `make distclean` also removes .venv
 #
 # Every target first runs `setup`, which creates .venv and installs everything, and is a
@@ -43,10 +44,10 @@ LAB_FLAGS := --port=$(PORT) \
 	$(if $(NO_BROWSER),--no-browser) \
 	$(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help setup lab test test-unit test-notebooks test-book book clean distclean
+.PHONY: help setup lab test test-unit test-notebooks test-book book experiments clean distclean
 
 help:
-	@sed -n '3,7p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,8p' Makefile | sed 's/^# \{0,1\}//'
 
 setup: $(STAMP)
 
@@ -117,6 +118,12 @@ book: setup
 	$(BIN)/jupyter-book build . --config '$(CURDIR)'/book/_config.yml \
 		--toc '$(CURDIR)'/book/_toc.yml --path-output $(BOOK_OUT) --all -W --keep-going
 	echo "The book: $(BOOK_OUT)/_build/html/index.html"
+
+# The chapters' experiments, recorded in results/experiments/ (python -m dyncore.experiments).
+EXPERIMENT ?=
+JOBS ?= 1
+experiments: setup
+	$(BIN)/python -m dyncore.experiments run $(if $(EXPERIMENT),$(EXPERIMENT),--all) --jobs $(JOBS)
 
 clean:
 	rm -rf $(BUILD) _build .pytest_cache .hypothesis

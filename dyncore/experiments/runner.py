@@ -1,0 +1,398 @@
+"""The experiment runner: every chapter's training experiment as a named, seeded configuration,
+run for several seeds, recorded in one JSON file, and checked for freshness.
+
+An :class:`Experiment` is one table or figure of a chapter. It names its *variants* (the layers
+or settings being compared), a configuration (the full run) with overrides for a quick run, a
+``prepare(config)`` that builds the data once, and a ``trial(t)`` that trains and evaluates one
+variant for one seed and returns its metrics. The trial trains through :meth:`Trial.train`,
+which is :func:`dyncore.training.train_steps` plus what the runner records: the loss curve
+(subsampled), the validation curve, the first training losses (for the freshness check) and the
+wall time. :func:`run` then
+
+1. picks each variant's learning rate from the experiment's grid, on the validation split, with
+   one seed (the grid, every score and the choice are recorded);
+2. trains every variant for every seed on the training split and evaluates it on the test split;
+3. writes ``results/experiments/<name>.json``: per-seed metrics and curves, parameter and FLOP
+   counts, the thread counts, library versions, the machine, the date and how long it took.
+
+Trials may run in parallel processes (``jobs``). Each trial sets its own seed and thread counts
+and builds its own data, so the numbers do not depend on how many run at once.
+
+Freshness: each variant's first seed stores its first :data:`FRESH_STEPS` training losses.
+:func:`check_fresh` re-runs exactly those steps (same configuration, learning rate and thread
+counts) and reports any that moved: a change of code that changes training cannot leave stale
+numbers in the book, while a refactor that keeps behaviour costs no re-run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import datetime as _dt
+import importlib
+import json
+import math
+import multiprocessing
+import os
+import pathlib
+import pkgutil
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import validation as V
+from ..training import train_steps
+from ..utils import count_flops, count_parameters, num_threads, set_seed
+
+__all__ = ["Experiment", "Trial", "run", "load", "save", "check_fresh", "experiments",
+           "get_experiment", "RESULTS", "FORMAT", "FRESH_STEPS"]
+
+FORMAT = "dyncore-experiment/1"
+#: Where recorded runs live: ``results/experiments/<name>.json`` at the repository root.
+RESULTS = pathlib.Path(__file__).resolve().parents[2] / "results" / "experiments"
+#: Training losses of each variant's first seed kept for the freshness check.
+FRESH_STEPS = 5
+#: Points kept of each curve (the training loss is averaged over windows of steps).
+CURVE_POINTS = 100
+
+
+class _Stop(Exception):
+    """Raised inside the training loop to end a trial early (the freshness check)."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One chapter experiment (see the module docstring).
+
+    ``config`` is the full run; ``quick`` overrides some of its keys for the short run that CI
+    executes. ``lr_grid`` (may be empty: ``config["lr"]`` is then used for every variant) is
+    searched per variant on the validation split with seed 0, by ``select_by``: a metric that
+    ``trial`` returns, minimized unless it is listed in ``maximize``. ``seeds`` is the number of
+    seeds of a full run; ``quick_seeds`` of a quick one.
+    """
+
+    name: str
+    chapter: int
+    title: str
+    variants: tuple[str, ...]
+    config: dict
+    prepare: Callable[[dict], Any]
+    trial: Callable[["Trial"], dict]
+    quick: dict = field(default_factory=dict)
+    lr_grid: tuple[float, ...] = ()
+    select_by: str = "val_loss"
+    maximize: tuple[str, ...] = ()
+    seeds: int = 5
+    quick_seeds: int = 2
+    threads: int = 1
+    description: str = ""
+    matched: str = ""
+
+    def configured(self, quick: bool = False, **overrides) -> dict:
+        config = dict(self.config)
+        if quick:
+            config.update(self.quick)
+        config.update(overrides)
+        return config
+
+    def better(self, metric: str, a: float, b: float) -> bool:
+        """Is ``a`` better than ``b`` for ``metric``?"""
+        if not math.isfinite(a):
+            return False
+        if not math.isfinite(b):
+            return True
+        return a > b if metric in self.maximize else a < b
+
+
+@dataclass
+class Trial:
+    """What a trial function gets: which variant, seed, split and configuration to run, the data,
+    and :meth:`train` (the shared training loop, recorded)."""
+
+    experiment: Experiment
+    variant: str
+    seed: int
+    config: dict
+    data: Any
+    split: str = "test"  # "val" while the learning rate is chosen
+    progress: bool = True
+    stop_after: int | None = None
+    record: dict = field(default_factory=dict)
+
+    @property
+    def lr(self) -> float:
+        return float(self.config["lr"])
+
+    def train(self, model: torch.nn.Module, batch_loss: Callable[[int], torch.Tensor], steps: int,
+              *, validate: Callable[[], float] | None = None, eval_every: int | None = None,
+              **kwargs) -> dict:
+        """:func:`dyncore.training.train_steps` at this trial's learning rate, recording the
+        training-loss curve, the first losses, and ``validate()`` (a held-out loss, computed in
+        eval mode without gradients) every ``eval_every`` steps and at the end."""
+        steps = V.check_positive_int("steps", steps)
+        every = eval_every or max(1, steps // 20)
+        seen: list[float] = []
+        val_curve: list[tuple[int, float]] = []
+
+        def evaluate(step):
+            if validate is None:
+                return
+            state = torch.get_rng_state()
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                val_curve.append((step, float(validate())))
+            model.train(was_training)
+            torch.set_rng_state(state)
+
+        def recorded(step):
+            if self.stop_after is not None and step >= self.stop_after:
+                raise _Stop
+            if step % every == 0 and step > 0:
+                evaluate(step)
+            loss = batch_loss(step)
+            seen.append(float(loss.detach()))
+            return loss
+
+        kwargs.setdefault("desc", f"{self.variant} seed {self.seed}")
+        kwargs.setdefault("progress", self.progress)
+        try:
+            history = train_steps(model, recorded, steps, lr=self.lr, **kwargs)
+        except _Stop:
+            self.record["first_losses"] = seen[:FRESH_STEPS]
+            raise
+        evaluate(steps)
+        self.record.setdefault("curves", {})
+        self.record["curves"]["train_loss"] = _subsample(history["losses"])
+        if val_curve:
+            self.record["curves"]["val_loss"] = [list(p) for p in val_curve]
+        self.record["first_losses"] = history["losses"][:FRESH_STEPS]
+        self.record["train_seconds"] = history["seconds"]
+        return history
+
+    def count(self, model: torch.nn.Module, *example_inputs) -> None:
+        """Record the model's parameters and the FLOPs of one forward pass on ``example_inputs``."""
+        self.record["parameters"] = count_parameters(model)
+        if example_inputs:
+            self.record["flops"] = count_flops(model, *example_inputs)
+
+
+def _subsample(values: Sequence[float], points: int = CURVE_POINTS) -> list[list[float]]:
+    """``[step, mean loss of the window ending there]`` at about ``points`` places."""
+    n = len(values)
+    if n == 0:
+        return []
+    size = max(1, math.ceil(n / points))
+    out = []
+    for end in range(size, n + size, size):
+        window = [v for v in values[end - size:min(end, n)] if math.isfinite(v)]
+        out.append([min(end, n), sum(window) / len(window) if window else float("nan")])
+    return out
+
+
+# --------------------------------------------------------------------------- the registry
+
+def experiments() -> dict[str, Experiment]:
+    """Every experiment of the book, by name, found in the ``dyncore.experiments.ch*`` modules'
+    ``EXPERIMENTS`` tuples (chapter order)."""
+    from .. import experiments as package
+
+    found: dict[str, Experiment] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if not info.name.startswith("ch"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for exp in getattr(module, "EXPERIMENTS", ()):
+            if exp.name in found:
+                raise RuntimeError(f"two experiments are named {exp.name!r}")
+            found[exp.name] = exp
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].chapter, kv[0])))
+
+
+def get_experiment(name: str | Experiment) -> Experiment:
+    """The experiment called ``name`` (an :class:`Experiment` is returned as it is)."""
+    if isinstance(name, Experiment):
+        return name
+    known = experiments()
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, one of {list(known)}; got {type(name).__name__}")
+    if name not in known:
+        raise ValueError(f"name must be one of {list(known)}; got {name!r}")
+    return known[name]
+
+
+# --------------------------------------------------------------------------- running
+
+_DATA_CACHE: dict = {}
+
+
+def _data(experiment: Experiment, config: dict):
+    key = (experiment.name, json.dumps(config, sort_keys=True, default=str))
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()  # one experiment's data at a time
+        _DATA_CACHE[key] = experiment.prepare(config)
+    return _DATA_CACHE[key]
+
+
+def run_trial(name: str | Experiment, variant: str, seed: int, config: dict, split: str = "test",
+              threads: int = 1, progress: bool = False, stop_after: int | None = None) -> dict:
+    """Train and evaluate one variant for one seed; returns its record (metrics, curves, ...).
+
+    Runs in this process (or a worker process: arguments and result are plain data).
+    With ``stop_after``, the run stops after that many steps and returns only ``first_losses``.
+    """
+    experiment = get_experiment(name)
+    with num_threads(threads):
+        data = _data(experiment, config)
+        set_seed(seed)
+        trial = Trial(experiment, variant, seed, dict(config), data, split, progress, stop_after)
+        start = time.perf_counter()
+        try:
+            metrics = experiment.trial(trial)
+        except _Stop:
+            return {"seed": seed, "first_losses": trial.record.get("first_losses", [])}
+        record = {"seed": seed, "metrics": {k: float(v) for k, v in metrics.items()}, **trial.record}
+        record["seconds"] = time.perf_counter() - start
+    return record
+
+
+def _pool(jobs: int):
+    if jobs <= 1:
+        return None
+    return futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _map(pool, calls: list[dict], desc: str, progress: bool) -> list[dict]:
+    bar = tqdm(total=len(calls), desc=desc, disable=not progress)
+    if pool is None:
+        results = []
+        for kw in calls:
+            results.append(run_trial(**kw, progress=progress))
+            bar.update()
+    else:
+        pending = {pool.submit(run_trial, **kw): i for i, kw in enumerate(calls)}
+        results = [None] * len(calls)
+        for done in futures.as_completed(pending):
+            results[pending[done]] = done.result()
+            bar.update()
+    bar.close()
+    return results
+
+
+def run(name: str | Experiment, *, seeds: int | None = None, quick: bool = False, jobs: int = 1,
+        variants: Sequence[str] | None = None, progress: bool = True, out: str | os.PathLike | None = None,
+        **overrides) -> dict:
+    """Run experiment ``name`` (learning-rate selection, then every variant x seed) and return the
+    result; with ``out`` (a file or a folder) also write it as JSON."""
+    experiment = get_experiment(name)
+    name = experiment.name if isinstance(name, str) else experiment
+    n_seeds = V.check_positive_int("seeds", seeds if seeds is not None else
+                                   (experiment.quick_seeds if quick else experiment.seeds))
+    jobs = V.check_positive_int("jobs", jobs)
+    chosen = tuple(experiment.variants if variants is None else variants)
+    for v in chosen:
+        V.check_choice("variants", v, experiment.variants)
+    config = experiment.configured(quick, **overrides)
+    threads = experiment.threads
+    start = time.perf_counter()
+    pool = _pool(jobs)
+    try:
+        selection = {}
+        if experiment.lr_grid and "lr" not in overrides:
+            calls = [dict(name=name, variant=v, seed=0, config={**config, "lr": lr}, split="val",
+                          threads=threads) for v in chosen for lr in experiment.lr_grid]
+            records = _map(pool, calls, f"{experiment.name}: learning rates", progress)
+            for i, v in enumerate(chosen):
+                scores = [r["metrics"][experiment.select_by]
+                          for r in records[i * len(experiment.lr_grid):(i + 1) * len(experiment.lr_grid)]]
+                best = 0
+                for j, s in enumerate(scores):
+                    if experiment.better(experiment.select_by, s, scores[best]):
+                        best = j
+                selection[v] = {"grid": list(experiment.lr_grid), "scores": scores,
+                                "metric": experiment.select_by, "lr": experiment.lr_grid[best]}
+        lrs = {v: selection[v]["lr"] if v in selection else config["lr"] for v in chosen}
+        calls = [dict(name=name, variant=v, seed=s, config={**config, "lr": lrs[v]}, threads=threads)
+                 for v in chosen for s in range(n_seeds)]
+        records = _map(pool, calls, f"{experiment.name}: {len(chosen)} variants x {n_seeds} seeds", progress)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    results = {}
+    for i, v in enumerate(chosen):
+        runs = records[i * n_seeds:(i + 1) * n_seeds]
+        entry = {"lr": lrs[v], "runs": runs}
+        for key in ("parameters", "flops"):
+            if key in runs[0]:
+                entry[key] = runs[0][key]
+        results[v] = entry
+    import numba
+    import numpy as np
+
+    result = {
+        "format": FORMAT, "name": experiment.name, "chapter": experiment.chapter, "title": experiment.title,
+        "description": experiment.description, "matched": experiment.matched, "quick": quick,
+        "config": config, "seeds": list(range(n_seeds)), "lr_selection": selection,
+        "threads": {"torch": threads, "numba": threads}, "jobs": jobs,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": time.perf_counter() - start,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpus": os.cpu_count()},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numba": numba.__version__, "numpy": np.__version__},
+        "variants": results,
+    }
+    if out is not None:
+        save(result, out)
+    return result
+
+
+# --------------------------------------------------------------------------- files
+
+def save(result: dict, out: str | os.PathLike) -> pathlib.Path:
+    """Write ``result`` to ``out``: a ``.json`` file, or a folder (as ``<name>.json`` in it)."""
+    path = pathlib.Path(out)
+    if path.suffix != ".json":
+        path = path / f"{result['name']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+    return path
+
+
+def load(name_or_path: str | os.PathLike) -> dict:
+    """A recorded result: an experiment's name (read from :data:`RESULTS`) or a file's path."""
+    path = pathlib.Path(name_or_path)
+    if path.suffix != ".json":
+        path = RESULTS / f"{name_or_path}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recorded result {path}: run `python -m dyncore.experiments run "
+                                f"{pathlib.Path(name_or_path).stem}`")
+    result = json.loads(path.read_text())
+    if result.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} file (format {result.get('format')!r})")
+    return result
+
+
+def check_fresh(result: dict, rtol: float = 1e-4, variants: Sequence[str] | None = None,
+                experiment: Experiment | None = None) -> list[str]:
+    """Re-run the first training steps of each variant's first seed; return what moved (empty
+    when the recorded numbers are still what the code computes). ``experiment`` defaults to the
+    registered one of the result's name."""
+    problems = []
+    experiment = experiment or get_experiment(result["name"])
+    threads = result["threads"]["torch"]
+    for v, entry in result["variants"].items():
+        if variants is not None and v not in variants:
+            continue
+        first = entry["runs"][0]
+        config = {**result["config"], "lr": entry["lr"]}
+        again = run_trial(experiment, v, first["seed"], config, threads=threads,
+                          stop_after=len(first["first_losses"]))["first_losses"]
+        want = first["first_losses"]
+        if len(again) != len(want) or any(
+                not math.isclose(a, b, rel_tol=rtol, abs_tol=rtol * 1e-3) for a, b in zip(again, want)):
+            problems.append(f"{result['name']} / {v}: recorded first losses {want}, now {again}")
+    return problems

@@ -1,0 +1,165 @@
+"""The experiment runner (dyncore.experiments.runner), its verdicts, and the freshness of every
+recorded result in results/experiments/."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import dyncore  # noqa: F401
+import pytest
+import torch
+from torch import nn
+
+from dyncore.experiments import runner, verdicts
+from dyncore.experiments.__main__ import main
+from dyncore.experiments.runner import Experiment
+
+# ----------------------------------------------------------------------------- a toy experiment
+
+
+def _prepare(config):
+    g = torch.Generator().manual_seed(config["data_seed"])
+    x = torch.randn(config["n"], 4, generator=g)
+    w = torch.tensor([[1.0], [-2.0], [0.5], [0.0]])
+    y = x @ w + 0.1 * torch.randn(config["n"], 1, generator=g)
+    half = config["n"] // 2
+    return {"train": (x[:half], y[:half]), "val": (x[half:3 * half // 2], y[half:3 * half // 2]),
+            "test": (x[3 * half // 2:], y[3 * half // 2:])}
+
+
+def _trial(t):
+    model = nn.Linear(4, 1) if t.variant == "linear" else nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    x, y = t.data["train"]
+    xv, yv = t.data[t.split if t.split == "val" else "test"]
+    g = torch.Generator().manual_seed(1000 + t.seed)
+
+    def batch_loss(step):
+        idx = torch.randint(0, len(x), (16,), generator=g)
+        return nn.functional.mse_loss(model(x[idx]), y[idx])
+
+    t.count(model, x[:1])
+    t.train(model, batch_loss, t.config["steps"], progress=False,
+            validate=lambda: nn.functional.mse_loss(model(xv), yv).item())
+    with torch.no_grad():
+        loss = nn.functional.mse_loss(model(xv), yv).item()
+    return {"val_loss" if t.split == "val" else "test_loss": loss, "neg_loss": -loss}
+
+
+TOY = Experiment(name="toy_regression", chapter=0, title="a toy", variants=("linear", "mlp"),
+                 config={"n": 256, "data_seed": 0, "steps": 40, "lr": 0.05},
+                 quick={"steps": 12}, prepare=_prepare, trial=_trial, lr_grid=(0.01, 0.1),
+                 seeds=3, quick_seeds=2)
+
+
+def _trial_changed(t):
+    t.config = {**t.config, "lr": t.config["lr"] * 1.5}
+    return _trial(t)
+
+
+@pytest.fixture(scope="module")
+def toy_result():
+    return runner.run(TOY, quick=True, progress=False)
+
+
+def test_a_run_records_every_variant_and_seed(toy_result):
+    r = toy_result
+    assert r["format"] == runner.FORMAT and r["quick"] and r["config"]["steps"] == 12
+    assert r["seeds"] == [0, 1] and set(r["variants"]) == {"linear", "mlp"}
+    assert r["threads"] == {"torch": 1, "numba": 1} and "torch" in r["versions"]
+    for v, entry in r["variants"].items():
+        sel = r["lr_selection"][v]
+        assert sel["grid"] == [0.01, 0.1] and len(sel["scores"]) == 2 and sel["metric"] == "val_loss"
+        assert entry["lr"] == sel["grid"][min(range(2), key=lambda i: sel["scores"][i])]
+        assert [run["seed"] for run in entry["runs"]] == [0, 1]
+        for run in entry["runs"]:
+            assert math.isfinite(run["metrics"]["test_loss"])
+            assert len(run["first_losses"]) == runner.FRESH_STEPS
+            assert run["curves"]["train_loss"][-1][0] == 12 and run["curves"]["val_loss"][-1][0] == 12
+        assert entry["parameters"] == (5 if v == "linear" else 4 * 8 + 8 + 8 + 1)
+        assert entry["flops"] > 0
+    # different seeds, different numbers
+    runs = r["variants"]["mlp"]["runs"]
+    assert runs[0]["metrics"] != runs[1]["metrics"]
+
+
+def test_parallel_processes_give_the_same_numbers(toy_result):
+    again = runner.run(TOY, quick=True, progress=False, jobs=2)
+    for v in TOY.variants:
+        for a, b in zip(toy_result["variants"][v]["runs"], again["variants"][v]["runs"]):
+            assert a["metrics"] == b["metrics"] and a["first_losses"] == b["first_losses"]
+
+
+def test_seeds_and_fixed_lr_and_variants_can_be_chosen():
+    r = runner.run(TOY, quick=True, progress=False, seeds=1, lr=0.02, variants=["linear"])
+    assert r["lr_selection"] == {} and r["variants"]["linear"]["lr"] == 0.02 and r["seeds"] == [0]
+    with pytest.raises(ValueError, match="variants must be one of"):
+        runner.run(TOY, quick=True, progress=False, variants=["cnn"])
+    with pytest.raises(ValueError, match="seeds must be a positive int"):
+        runner.run(TOY, quick=True, progress=False, seeds=0)
+
+
+def test_fresh_results_pass_and_a_behaviour_change_is_caught(toy_result):
+    assert runner.check_fresh(toy_result, experiment=TOY) == []
+    # a changed learning rate
+    stale = json.loads(json.dumps(toy_result))
+    stale["variants"]["mlp"]["lr"] *= 2
+    problems = runner.check_fresh(stale, experiment=TOY)
+    assert len(problems) == 1 and "mlp" in problems[0]
+    # a changed model or training step
+    changed = Experiment(**{**TOY.__dict__, "trial": _trial_changed})
+    assert len(runner.check_fresh(toy_result, experiment=changed)) == 2
+
+
+def test_save_and_load(tmp_path, toy_result):
+    path = runner.save(toy_result, tmp_path)
+    assert path.name == "toy_regression.json"
+    assert runner.load(path) == json.loads(json.dumps(toy_result))
+    with pytest.raises(FileNotFoundError, match="python -m dyncore.experiments run"):
+        runner.load(tmp_path / "missing.json")
+    path.write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a dyncore-experiment"):
+        runner.load(path)
+
+
+def _result(a, b):
+    return {"variants": {"A": {"runs": [{"seed": i, "metrics": {"m": v}} for i, v in enumerate(a)]},
+                         "B": {"runs": [{"seed": i, "metrics": {"m": v}} for i, v in enumerate(b)]}}}
+
+
+def test_verdicts_are_computed_from_the_seeds():
+    claim = verdicts.Claim("A beats B", "m", "A", "B", paper="0.9 vs 0.8")
+    assert verdicts.verdict(_result([0.9, 0.91, 0.92], [0.80, 0.81, 0.79]), claim).verdict == verdicts.HOLDS
+    assert verdicts.verdict(_result([0.7, 0.71, 0.72], [0.80, 0.81, 0.79]), claim).verdict == verdicts.FAILS
+    noisy = verdicts.verdict(_result([0.9, 0.7, 0.8], [0.85, 0.75, 0.8]), claim)
+    assert noisy.verdict == verdicts.INCONCLUSIVE and noisy.p_value > 0.05
+    assert verdicts.verdict(_result([0.9], [0.8]), claim).verdict == verdicts.INCONCLUSIVE
+    lower = verdicts.Claim("A lower", "m", "A", "B", paper="", lower_is_better=True)
+    assert verdicts.verdict(_result([0.7, 0.71, 0.72], [0.80, 0.81, 0.79]), lower).verdict == verdicts.HOLDS
+    row = verdicts.verdict(_result([0.9, 0.91, 0.92], [0.80, 0.81, 0.79]), claim).row()
+    assert row["ours"].startswith("A: 0.910 ± 0.010 (n=3)")
+    with pytest.raises(ValueError, match="metric 'x' is not recorded"):
+        verdicts.values(_result([1], [2]), "A", "x")
+
+
+def test_the_command_line(capsys):
+    assert main(["list"]) == 0
+    with pytest.raises(SystemExit):
+        main(["run"])
+    with pytest.raises(SystemExit):
+        main(["run", "no_such_experiment", "--quick"])
+    assert "name must be one of" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- recorded results
+
+RECORDED = sorted(p.stem for p in runner.RESULTS.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_recorded_results_are_fresh(name):
+    """The first training steps of every recorded experiment, re-run now, give the recorded
+    losses (rtol 1e-4): the numbers in the chapters are what this code computes."""
+    result = runner.load(name)
+    assert not result["quick"], f"{name}: a quick run was recorded as the full one"
+    assert runner.check_fresh(result) == []
