@@ -52,14 +52,17 @@ help:
 setup: $(STAMP)
 
 # Re-run when the dependencies change, and once the package exists (an editable install made
-# before dyncore/__init__.py existed would not map it). The last step makes JupyterLab open
-# text notebooks (.md with a jupytext header) as notebooks by default.
+# before dyncore/__init__.py existed would not map it). The last two steps make JupyterLab open
+# text notebooks (.md with a jupytext header) as notebooks by default, and not ask about news.
 $(STAMP): pyproject.toml $(wildcard dyncore/__init__.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --progress-bar off '$(TORCH)'
 	$(BIN)/python -m pip install --progress-bar off -e '.[dev,book]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3
 	$(BIN)/jupytext-config --settings-file $(LAB_OVERRIDES) set-default-viewer markdown myst
+	$(BIN)/python -c 'import json, sys; p = sys.argv[1]; s = json.load(open(p)); \
+		s["@jupyterlab/apputils-extension:notification"] = {"fetchNews": "false", "checkForUpdates": False}; \
+		json.dump(s, open(p, "w"), indent=2)' $(LAB_OVERRIDES)
 	touch $@
 
 lab: setup

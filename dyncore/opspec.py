@@ -23,7 +23,9 @@ What a spec holds:
 * ``bench``: the benchmark cases (:class:`BenchCase`: inputs for a size ``B x C x H x W`` and
   kernel size ``k``, the call, the cost model in FLOPs and bytes of :mod:`dyncore.roofline`);
 * ``layer``: the learnable layer built on the operator (:class:`LayerSpec`), as it fills the slot
-  of Chapter 7's comparison, with its paper's parameter formula.
+  of Chapter 7's comparison, with its paper's parameter formula;
+* ``batched_args``: the positions of the arguments that have a batch axis first (``None``: every
+  tensor argument), so that a test can cut a sample down to an empty batch.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class OpSpec:
     backends: tuple[str, ...] = BACKENDS
     bench: tuple[BenchCase, ...] = ()
     layer: LayerSpec | None = None
+    batched_args: tuple[int, ...] | None = None
     description: str = ""
 
     def __call__(self, sample: Sample, backend: str = "auto"):
@@ -138,6 +141,13 @@ class OpSpec:
 
     def __repr__(self) -> str:
         return f"OpSpec({self.name!r}, chapter {self.chapter})"
+
+    def empty_batch(self, sample: Sample) -> Sample:
+        """``sample`` with its batch cut to zero images (arguments without a batch axis kept)."""
+        batched = self.batched_args
+        args = tuple(a[:0] if isinstance(a, torch.Tensor) and (batched is None or i in batched) else a
+                     for i, a in enumerate(sample.args))
+        return Sample(args, dict(sample.kwargs), f"{sample.desc}, empty batch")
 
 
 def _spec_modules() -> list:
