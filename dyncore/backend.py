@@ -75,7 +75,7 @@ def run_loops(fn: Callable[..., np.ndarray], *args, like: torch.Tensor):
 
 
 def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Callable,
-             vectorized: Callable, kernels: dict):
+             vectorized: Callable, kernels: dict, op=None):
     """Run one operator on the backend asked for; every operator's public function ends here.
 
     ``inputs`` are the operator's tensor arguments (``None`` for an absent optional one, such as
@@ -84,7 +84,10 @@ def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Ca
     (PyTorch, differentiated by autograd), and as the ``config`` of the hand-written kernel sets
     ``kernels["numba"]`` and ``kernels["cuda"]`` (:class:`dyncore.autograd.KernelSet`), which run
     under :class:`dyncore.autograd.KernelFunction`. An output with no elements (an empty batch)
-    is returned as zeros of ``out_shape`` without running anything.
+    is returned as zeros of ``out_shape`` without running anything. With ``op`` (the operator's
+    :class:`dyncore.library.OpDef`), the two kernel backends run as the custom operator
+    ``torch.ops.dyncore.<name>(*inputs, *config, backend)``, which ``torch.compile`` and
+    ``torch.export`` understand.
     """
     from .autograd import KernelFunction
 
@@ -96,4 +99,6 @@ def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Ca
         return run_loops(lambda *arrays: loops(*arrays, *config), *inputs, like=like)
     if name == "torch":
         return vectorized(*inputs, *config)
+    if op is not None:
+        return op(*inputs, *config, name)
     return KernelFunction.apply(kernels[name], config, *inputs)
