@@ -94,7 +94,13 @@ def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Ca
     like = inputs[0]
     name = resolve_backend(backend, like.device)
     if any(n == 0 for n in out_shape):
-        return like.new_zeros(out_shape)
+        # Zeros that still hang on the autograd graph (an empty slice of each input adds 0), so
+        # that backward through an empty batch gives empty gradients rather than an error.
+        out = like.new_zeros(out_shape)
+        for t in inputs:
+            if t is not None and t.requires_grad:
+                out = out + t.reshape(-1)[:0].sum()
+        return out
     if name == "loops":
         return run_loops(lambda *arrays: loops(*arrays, *config), *inputs, like=like)
     if name == "torch":
