@@ -17,7 +17,7 @@ each with ``k = 3`` (:func:`make_layer`, names in :data:`LAYERS`):
 * ``"PAD"``    -- :class:`dyncore.pad.PADConv2d`, dilation 1, 2 or 4 per pixel (Chapter 5);
 * ``"DDF"``    -- :class:`dyncore.ddf.modules.DDF`, decoupled spatial x channel filters (Chapter 6).
 
-The task is Chapter 5's stripes (:func:`dyncore.pad.data.make_stripes`): the label of a pixel
+The task is Chapter 5's stripes (:func:`dyncore.experiments.ch05.make_stripes`): the label of a pixel
 is the orientation of its stripes; in *fine* cells a 3x3 window is enough and a wide one mixes
 neighbouring tiles, in *coarse* cells only a window that reaches the edge of an 8-pixel bar
 tells the answer. So it rewards both reading the content (how far to look depends on what is
@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import bench
 from . import validation as V
-from .pad.data import StripeData, make_stripes
+from .experiments.ch05 import StripeData, make_stripes
 from .training import train_steps
 from .receptive_field import effective_receptive_field, erf_radius, receptive_field
 from .utils import count_flops, count_parameters, num_threads, set_seed

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import dyncore  # first: the CUDA simulator
-from dyncore.ddf import data as D
-from dyncore.ddf import experiment as E
+from dyncore.experiments import ch06
 from dyncore.ddf.loops import ddf_loops
 from dyncore.ddf.modules import (
     DDF,
@@ -342,16 +341,16 @@ def test_bad_inputs_name_the_argument():
 # ------------------------------------------------------------------------------------------
 
 def test_digits_are_seeded_and_shaped():
-    (tr, te), (tr2, _) = D.make_digits(seed=3), D.make_digits(seed=3)
+    (tr, te), (tr2, _) = ch06.make_digits(seed=3), ch06.make_digits(seed=3)
     assert tr.images.shape[1:] == (1, 16, 16) and len(tr.images) + len(te.images) == 1797
     assert torch.equal(tr.images, tr2.images) and set(te.labels.tolist()) == set(range(10))
     with pytest.raises(ValueError, match="size"):
-        D.make_digits(size=12)
+        ch06.make_digits(size=12)
 
 
 @pytest.fixture(scope="module")
 def scene():
-    return D.load_motorcycle()
+    return ch06.load_motorcycle()
 
 
 def test_motorcycle_has_no_inf_and_marks_occlusions(scene):
@@ -362,13 +361,13 @@ def test_motorcycle_has_no_inf_and_marks_occlusions(scene):
 
 
 def test_crops_and_test_region_shapes_and_nearest_downsampling(scene):
-    batch = D.depth_crops(scene, 6, crop=32, scale=4, seed=1, flip=False)
+    batch = ch06.depth_crops(scene, 6, crop=32, scale=4, seed=1, flip=False)
     assert batch.low.shape == (6, 1, 8, 8)
     torch.testing.assert_close(batch.low, batch.depth[:, :, 2::4, 2::4])
-    test = D.depth_test_region(scene, 8)
+    test = ch06.depth_test_region(scene, 8)
     assert test.low.shape == (1, 1, 60, 30) and test.depth.shape == (1, 1, 480, 240)
     with pytest.raises(ValueError, match="crop"):
-        D.depth_crops(scene, 2, crop=30, scale=4)
+        ch06.depth_crops(scene, 2, crop=30, scale=4)
 
 
 def test_crop_positions_are_left_of_the_test_column(scene, monkeypatch):
@@ -379,13 +378,13 @@ def test_crop_positions_are_left_of_the_test_column(scene, monkeypatch):
         seen.append(high)
         return real(low, high, size, generator=generator)
 
-    monkeypatch.setattr(D.torch, "randint", spy)
-    D.depth_crops(scene, 4, crop=64, scale=8)
-    assert seen[1] + 64 - 1 <= D.TEST_COLUMN  # largest x0 + crop <= TEST_COLUMN
+    monkeypatch.setattr(ch06.torch, "randint", spy)
+    ch06.depth_crops(scene, 4, crop=64, scale=8)
+    assert seen[1] + 64 - 1 <= ch06.TEST_COLUMN  # largest x0 + crop <= TEST_COLUMN
 
 
 def test_planar_scenes_are_seeded_valid_and_edges_are_colour_edges():
-    a, b = D.make_planar_scenes(3, 32, 4, seed=2), D.make_planar_scenes(3, 32, 4, seed=2)
+    a, b = ch06.make_planar_scenes(3, 32, 4, seed=2), ch06.make_planar_scenes(3, 32, 4, seed=2)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert a.rgb.shape == (3, 3, 32, 32) and a.low.shape == (3, 1, 8, 8) and a.valid.all()
     assert a.depth.min() >= 0 and a.depth.max() <= 1
@@ -393,62 +392,73 @@ def test_planar_scenes_are_seeded_valid_and_edges_are_colour_edges():
     colour_edge = (a.rgb[..., 1:] - a.rgb[..., :-1]).abs().amax(1, keepdim=True) > 0.1
     assert (colour_edge[depth_edge]).float().mean() > 0.7  # most depth edges are colour edges
     with pytest.raises(ValueError, match="size"):
-        D.make_planar_scenes(2, 30, 4)
+        ch06.make_planar_scenes(2, 30, 4)
 
 
 def test_depth_batch_mixes_real_and_generated(scene):
-    batch = E.depth_batch(scene, 8, 32, 4, seed=0, planar_fraction=0.5)
+    batch = ch06.depth_batch(scene, 8, 32, 4, seed=0, planar_fraction=0.5)
     assert batch.rgb.shape == (8, 3, 32, 32) and batch.low.shape == (8, 1, 8, 8)
     assert batch.valid[4:].all()  # generated scenes have no occlusions
     torch.testing.assert_close(batch.low, batch.depth[:, :, 2::4, 2::4])
 
 
 def test_bicubic_of_the_downsampled_depth_beats_nothing(scene):
-    test = D.depth_test_region(scene, 4)
-    err = D.rmse(D.upsample_bicubic(test.low, 4), test.depth, test.valid)
-    assert 0 < err < D.rmse(torch.zeros_like(test.depth), test.depth, test.valid)
+    test = ch06.depth_test_region(scene, 4)
+    err = ch06.rmse(ch06.upsample_bicubic(test.low, 4), test.depth, test.valid)
+    assert 0 < err < ch06.rmse(torch.zeros_like(test.depth), test.depth, test.valid)
 
 
-@pytest.mark.parametrize("layer", E.LAYERS)
+@pytest.mark.parametrize("layer", ch06.LAYERS)
 def test_tiny_resnet_shapes(layer):
     torch.manual_seed(0)
-    model = E.TinyResNet(layer)
+    model = ch06.TinyResNet(layer)
     assert model(torch.randn(3, 1, 20, 20)).shape == (3, 10)
-    assert E.count_flops(model, torch.randn(1, 1, 20, 20)) > 0
+    assert ch06.count_flops(model, torch.randn(1, 1, 20, 20)) > 0
 
 
 def test_ddf_resnet_is_lighter_than_the_base():
-    conv, dd = E.TinyResNet("conv"), E.TinyResNet("ddf")
-    assert E.count_parameters(dd) < E.count_parameters(conv)
+    conv, dd = ch06.TinyResNet("conv"), ch06.TinyResNet("ddf")
+    assert ch06.count_parameters(dd) < ch06.count_parameters(conv)
     x = torch.randn(1, 1, 20, 20)
-    assert E.count_flops(dd, x) < E.count_flops(conv, x)
+    assert ch06.count_flops(dd, x) < ch06.count_flops(conv, x)
     assert all(isinstance(layer, DDF) for layer in dd.spatial_layers())
 
 
 def test_train_classifier_runs_and_lowers_nothing_to_nan():
-    tr, te = D.make_digits()
+    tr, te = ch06.make_digits()
     torch.manual_seed(0)
-    model = E.TinyResNet("ddf")
-    history = E.train_classifier(model, tr, steps=3, batch_size=8)
+    model = ch06.TinyResNet("ddf")
+    history = ch06.train_classifier(model, tr, steps=3, batch_size=8)
     assert len(history["losses"]) == 3 and all(math.isfinite(v) for v in history["losses"])
-    assert 0 <= E.accuracy(model, E.DigitData(te.images[:20], te.labels[:20])) <= 1
+    assert 0 <= ch06.accuracy(model, ch06.DigitData(te.images[:20], te.labels[:20])) <= 1
 
 
 @pytest.mark.parametrize("scale", [4, 8])
-@pytest.mark.parametrize("decoder", E.DECODERS)
+@pytest.mark.parametrize("decoder", ch06.DECODERS)
 def test_depth_net_shapes_and_training_step(scene, scale, decoder):
     torch.manual_seed(0)
-    net = E.DepthUpNet(scale, decoder, channels=8)
+    net = ch06.DepthUpNet(scale, decoder, channels=8)
     out = net(torch.rand(2, 1, 4, 5), torch.rand(2, 3, 4 * scale, 5 * scale))
     assert out.shape == (2, 1, 4 * scale, 5 * scale)
-    history = E.train_depth(net, scene, steps=2, batch_size=2, crop=32)
+    history = ch06.train_depth(net, scene, steps=2, batch_size=2, crop=32)
     assert all(math.isfinite(v) for v in history["losses"])
 
 
 def test_depth_net_bad_arguments():
     with pytest.raises(ValueError, match="scale"):
-        E.DepthUpNet(6)
+        ch06.DepthUpNet(6)
     with pytest.raises(ValueError, match="decoder"):
-        E.DepthUpNet(4, "pac")
+        ch06.DepthUpNet(4, "pac")
     with pytest.raises(ValueError, match="layer"):
-        E.TinyResNet("deform")
+        ch06.TinyResNet("deform")
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+def test_factory_kwargs_reach_every_parameter_and_buffer(normalization):
+    modules = (DDF(4, normalization=normalization, dtype=torch.float64),
+               DDFUp(4, normalization=normalization, dtype=torch.float64),
+               DDFUp(4, guided=True, guidance_channels=3, normalization=normalization, dtype=torch.float64))
+    for m in modules:
+        assert {t.dtype for t in [*m.parameters(), *m.buffers()] if t.is_floating_point()} == {torch.float64}
+    m = DDFUp(4, normalization=normalization, device="meta")
+    assert {t.device.type for t in [*m.parameters(), *m.buffers()]} == {"meta"}

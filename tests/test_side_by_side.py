@@ -8,7 +8,7 @@ import torch
 
 import dyncore  # noqa: F401  (first: the CUDA simulator)
 from dyncore import side_by_side as S
-from dyncore.pad.data import make_stripes
+from dyncore.experiments.ch05 import make_stripes
 
 LAYERS = S.available_layers()
 

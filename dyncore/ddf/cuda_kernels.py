@@ -3,7 +3,7 @@
 Thread ``n = cuda.grid(1)`` owns element ``n`` of the flattened tensor it writes and loops over
 the terms that make it (Chapter 6, "The CUDA kernels"):
 
-* forward (Eq. 2): a thread per ``out[b, c, yo, xo]``, a loop over the ``k*k`` taps;
+* forward (Chapter 6, eq-ddf-op): a thread per ``out[b, c, yo, xo]``, a loop over the ``k*k`` taps;
 * ``dL/dx``: a thread per ``x[b, c, y, x]``, a loop over the taps *flipped*: tap ``t`` of output
   pixel ``((y - oy_t)/s, (x - ox_t)/s)`` read it, when those are integers inside the output;
 * ``dL/dspatial``: a thread per ``spatial[b, t, yo, xo]``, a loop over the channels;
@@ -25,7 +25,7 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device
+from ..cuda_bridge import launch, on_kernel_device, unravel4
 
 
 @cuda.jit(cache=True)
@@ -35,10 +35,7 @@ def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
     if n >= B * C * Ho * Wo:
         return
     H, W = x.shape[2], x.shape[3]
-    xo = n % Wo
-    yo = (n // Wo) % Ho
-    c = (n // (Wo * Ho)) % C
-    b = n // (Wo * Ho * C)
+    b, c, yo, xo = unravel4(n, out.shape)
     r = (k - 1) // 2
     acc = out.dtype.type(0)
     for t in range(k * k):
@@ -56,10 +53,7 @@ def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
     if n >= B * C * H * W:
         return
     Ho, Wo = grad_out.shape[2], grad_out.shape[3]
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % C
-    b = n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
     for t in range(k * k):
@@ -80,10 +74,7 @@ def ddf_grad_spatial_kernel(grad_out, x, channel, grad_spatial, k, d, s):
     if n >= B * T * Ho * Wo:
         return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    xo = n % Wo
-    yo = (n // Wo) % Ho
-    t = (n // (Wo * Ho)) % T
-    b = n // (Wo * Ho * T)
+    b, t, yo, xo = unravel4(n, grad_spatial.shape)
     r = (k - 1) // 2
     y = yo * s + (t // k - r) * d
     xx = xo * s + (t % k - r) * d
@@ -103,10 +94,7 @@ def ddf_grad_channel_rows_kernel(grad_out, x, spatial, partial, k, d, s):
         return
     H, W = x.shape[2], x.shape[3]
     Wo = grad_out.shape[3]
-    yo = n % Ho
-    t = (n // Ho) % T
-    c = (n // (Ho * T)) % C
-    b = n // (Ho * T * C)
+    b, c, t, yo = unravel4(n, partial.shape)
     r = (k - 1) // 2
     y = yo * s + (t // k - r) * d
     ox = (t % k - r) * d

@@ -2,8 +2,8 @@
 
 DDF (Zhou et al., CVPR 2021) splits a depthwise dynamic filter into a *spatial* filter, one
 ``k x k`` filter per output pixel shared by all channels, and a *channel* filter, one ``k x k``
-filter per channel shared by all pixels, and multiplies them tap by tap (Eq. 2 of the paper,
-its 'mul' combination)::
+filter per channel shared by all pixels, and multiplies them tap by tap (the paper's Eq. 2,
+its 'mul' combination; Chapter 6, eq-ddf-op)::
 
     out[b, c, yo, xo] = sum_t spatial[b, t, yo, xo] * channel[b, c, t]
                               * x[b, c, yo*s + oy_t, xo*s + ox_t]
@@ -33,30 +33,29 @@ autograd by PyTorch), ``"cuda"`` (:mod:`.cuda_kernels`, Numba CUDA, hand-derived
 
 from __future__ import annotations
 
-import torch
-
+from .. import library
 from .. import validation as V
 from ..autograd import KernelFunction
-from ..backend import resolve_backend, run_loops
+from ..backend import dispatch
+from ..geometry import output_size, tap_offset, tap_offsets
 from . import cuda_kernels, numba_cpu
-from .loops import ddf_loops, output_size, tap_offset
+from .loops import ddf_loops
 from .vectorized import ddf_torch
 
 __all__ = ["DDFFunction", "check_ddf_args", "ddf", "output_size", "tap_offset", "tap_offsets"]
 
+#: The hand-written kernel sets of the ``"numba"`` and ``"cuda"`` backends.
+KERNELS = {"numba": numba_cpu.DDF, "cuda": cuda_kernels.DDF}
+
+#: ``torch.ops.dyncore.ddf``: the kernels as a custom operator (:mod:`dyncore.library`).
+OP = library.define("ddf", ("x", "spatial", "channel"),
+                    ("int kernel_size", "int dilation", "int stride"),
+                    kernels=KERNELS, vectorized=ddf_torch)
+
 
 class DDFFunction(KernelFunction):
-    """Autograd for the ``"numba"`` and ``"cuda"`` backends.
-
-    ``apply(kernels, (kernel_size, dilation, stride), x, spatial, channel)``.
-    """
-
-
-def tap_offsets(kernel_size: int, dilation: int = 1) -> torch.Tensor:
-    """``(k*k, 2)`` integer tensor: row ``t`` is the offset ``(oy_t, ox_t)`` at which tap ``t`` reads."""
-    k = V.check_kernel_size("kernel_size", kernel_size)
-    d = V.check_positive_int("dilation", dilation)
-    return torch.tensor([tap_offset(t, k, d) for t in range(k * k)], dtype=torch.long)
+    """Autograd for the ``"numba"`` and ``"cuda"`` backends, outside the custom operator:
+    ``apply(kernels, (kernel_size, dilation, stride), x, spatial, channel)``."""
 
 
 def check_ddf_args(x, spatial, channel, kernel_size, dilation, stride):
@@ -98,7 +97,7 @@ def check_ddf_args(x, spatial, channel, kernel_size, dilation, stride):
 
 
 def ddf(x, spatial, channel, *, kernel_size, dilation=1, stride=1, backend="auto"):
-    """The decoupled dynamic filter, Eq. 2 of DDF ('mul' combination).
+    """The decoupled dynamic filter, Chapter 6, eq-ddf-op (the paper's Eq. 2, 'mul' combination).
 
     ``x: (B, C, H, W)``, ``spatial: (B, k*k, Ho, Wo)``, ``channel: (B, C, k*k)``; returns
     ``(B, C, Ho, Wo)`` with ``Ho = (H - 1)//stride + 1``, ``Wo = (W - 1)//stride + 1`` and
@@ -112,13 +111,5 @@ def ddf(x, spatial, channel, *, kernel_size, dilation=1, stride=1, backend="auto
     ``"auto"`` (``"cuda"`` for CUDA tensors, ``"numba"`` otherwise).
     """
     k, d, s, Ho, Wo = check_ddf_args(x, spatial, channel, kernel_size, dilation, stride)
-    name = resolve_backend(backend, x.device)
-    if x.shape[0] == 0:
-        return x.new_zeros(0, x.shape[1], Ho, Wo)
-    if name == "loops":
-        return run_loops(lambda a, sp, ch: ddf_loops(a, sp, ch, k, d, s), x, spatial, channel,
-                         like=x)
-    if name == "torch":
-        return ddf_torch(x, spatial, channel, k, d, s)
-    kernels = numba_cpu.DDF if name == "numba" else cuda_kernels.DDF
-    return DDFFunction.apply(kernels, (k, d, s), x, spatial, channel)
+    return dispatch(backend, (x, spatial, channel), (k, d, s), out_shape=(x.shape[0], x.shape[1], Ho, Wo),
+                    loops=ddf_loops, vectorized=ddf_torch, kernels=KERNELS, op=OP)

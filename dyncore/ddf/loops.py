@@ -1,7 +1,7 @@
 """The decoupled dynamic filter as plain Python loops: the executable specification (Chapter 6).
 
-DDF (Zhou et al., CVPR 2021, Eq. 2, the 'mul' combination) builds the filter of channel ``c``
-at output pixel ``(yo, xo)`` as the product of a *spatial* filter, one per pixel and shared by
+DDF (Zhou et al., CVPR 2021; the paper's Eq. 2, the 'mul' combination; Chapter 6, eq-ddf-op)
+builds the filter of channel ``c`` at output pixel ``(yo, xo)`` as the product of a *spatial* filter, one per pixel and shared by
 the channels, and a *channel* filter, one per channel and shared by the pixels:
 
     out[b, c, yo, xo] = sum_t spatial[b, t, yo, xo] * channel[b, c, t]
@@ -29,17 +29,7 @@ The loops work on numpy arrays; ``ddf(..., backend="loops")`` wraps the forward.
 
 import numpy as np
 
-
-def tap_offset(t, kernel_size, dilation):
-    """The offset ``(oy, ox)`` at which tap ``t = i*k + j`` reads, relative to the centre pixel."""
-    r = (kernel_size - 1) // 2
-    i, j = divmod(t, kernel_size)
-    return (i - r) * dilation, (j - r) * dilation
-
-
-def output_size(n, stride):
-    """``(n - 1) // stride + 1``: the output length of a centred, zero-padded window."""
-    return (n - 1) // stride + 1
+from ..geometry import output_size, tap_offset
 
 
 def ddf_loops(x, spatial, channel, kernel_size, dilation, stride):

@@ -1,4 +1,5 @@
-"""DDF's learnable layers: filter normalization (Eq. 3), the DDF module, DDF-Up.
+"""DDF's learnable layers: filter normalization (the paper's Eq. 3; Chapter 6, eq-ddf-fn), the DDF
+module, DDF-Up (Chapter 6, eq-ddf-up).
 
 :class:`DDF` (Fig. 2b of the paper) predicts the two halves of a decoupled dynamic filter from
 its input and applies them with :func:`dyncore.ddf.functional.ddf`:
@@ -8,11 +9,12 @@ its input and applies them with :func:`dyncore.ddf.functional.ddf`:
 * **channel branch**: global average pooling, then a squeeze-and-excitation pair of fully
   connected layers ``C -> round(se_ratio*C) -> C*k*k`` with a ReLU between: one ``k x k`` filter
   per channel, shared by the pixels;
-* **filter normalization** (Eq. 3, :func:`filter_norm`) of both, before they are applied.
+* **filter normalization** (Chapter 6, eq-ddf-fn; :func:`filter_norm`) of both, before they are
+  applied.
 
-Eq. 3 standardizes each generated filter and then rescales and shifts it with ``alpha`` and
-``beta``, "running standard deviation and mean values ... similar to those in batch
-normalization". The paper does not say how those are computed. The book's choice, that of the
+The paper's Eq. 3 (Chapter 6, eq-ddf-fn) standardizes each generated filter and then rescales
+and shifts it with ``alpha`` and ``beta``, "running standard deviation and mean values ...
+similar to those in batch normalization". The paper does not say how those are computed. The book's choice, that of the
 authors' public implementation: each filter is standardized over its ``k*k`` taps (the unbiased
 standard deviation plus ``eps``), **the mean is not restored** (``beta = 0``), the spatial filter
 is multiplied by a fixed gain (:data:`SPATIAL_GAIN` ``/ k``) and the channel filter by a
@@ -27,7 +29,6 @@ sub-pixel branch reading the guidance at its own high-resolution pixel.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from torch import nn
 
 from .. import validation as V
 from ..backend import resolve_backend
+from .functional import ddf
 
 #: How a DDF module normalizes its generated filters (the paper's Table 3b, plus none at all).
 NORMALIZATIONS = ("filter", "batch", "sigmoid", "none")
@@ -47,7 +49,7 @@ EPS = 1e-5
 
 
 def filter_norm(filters: torch.Tensor, taps: int, eps: float = EPS) -> torch.Tensor:
-    """Eq. 3 without its ``alpha, beta``: standardize every filter over its ``taps`` taps.
+    """Chapter 6, eq-ddf-fn without its ``alpha, beta``: standardize every filter over its ``taps`` taps.
 
     ``filters: (..., taps, ...)`` is read as ``(N, taps, M)`` groups along axis 1 after flattening:
     pass spatial filters ``(B, k*k, H, W)`` (a filter per pixel, taps on axis 1) or channel
@@ -76,32 +78,20 @@ def squeeze_width(channels: int, se_ratio: float) -> int:
     return max(1, int(round(se_ratio * channels)))
 
 
-def _check_ratio(se_ratio) -> float:
-    if isinstance(se_ratio, bool) or not isinstance(se_ratio, (int, float)):
-        raise TypeError(f"se_ratio must be a positive number; got {type(se_ratio).__name__} {se_ratio!r}")
-    if not (math.isfinite(se_ratio) and se_ratio > 0):
-        raise ValueError(f"se_ratio must be a positive, finite number; got {se_ratio}")
-    return float(se_ratio)
-
-
-def _check_choice(name, value, options):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
-    return value
-
-
 class _FilterHead(nn.Module):
     """Normalizes raw filters the way the layer was asked to; holds the channel scale."""
 
-    def __init__(self, channels, kernel_size, normalization, groups=1, spatial=True, channel=True):
+    def __init__(self, channels, kernel_size, normalization, groups=1, spatial=True, channel=True,
+                 device=None, dtype=None):
         super().__init__()
+        factory = {"device": device, "dtype": dtype}
         self.channels, self.k, self.normalization, self.groups = channels, kernel_size, normalization, groups
         T = kernel_size * kernel_size
         if normalization == "filter" and channel:
-            self.channel_scale = nn.Parameter(torch.ones(groups, channels, T))  # alpha^ch
+            self.channel_scale = nn.Parameter(torch.ones(groups, channels, T, **factory))  # alpha^ch
         elif normalization == "batch":
-            self.spatial_bn = nn.BatchNorm2d(groups * T) if spatial else None
-            self.channel_bn = nn.BatchNorm1d(groups * channels * T) if channel else None
+            self.spatial_bn = nn.BatchNorm2d(groups * T, **factory) if spatial else None
+            self.channel_bn = nn.BatchNorm1d(groups * channels * T, **factory) if channel else None
 
     def spatial(self, raw):
         """``raw: (B, groups*T, H, W)`` -> normalized, same shape."""
@@ -147,32 +137,34 @@ class DDF(nn.Module):
 
     Keyword-only extras, for the paper's ablations and the chapter's experiments:
     ``filters`` (``"both"``, or ``"spatial"``/``"channel"`` alone with the other set to 1,
-    Table 3a), ``normalization`` (``"filter"``, Eq. 3 as the book reads it; ``"batch"``;
+    Table 3a), ``normalization`` (``"filter"``, Chapter 6, eq-ddf-fn as the book reads it; ``"batch"``;
     ``"sigmoid"``; ``"none"``, Table 3b) and ``backend`` of :func:`~dyncore.ddf.functional.ddf`.
     The module has no bias: a BatchNorm follows it in a network (Fig. 4).
     """
 
     def __init__(self, channels, kernel_size=3, stride=1, dilation=1, se_ratio=0.2, *,
-                 filters="both", normalization="filter", backend="auto"):
+                 filters="both", normalization="filter", backend="auto", device=None, dtype=None):
         super().__init__()
-        self.channels = V.check_positive_int("channels", channels)
+        (self.channels,) = V.check_channels(channels=channels)
         self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
         self.stride = V.check_positive_int("stride", stride)
         self.dilation = V.check_positive_int("dilation", dilation)
-        self.se_ratio = _check_ratio(se_ratio)
-        self.filters = _check_choice("filters", filters, FILTERS)
-        self.normalization = _check_choice("normalization", normalization, NORMALIZATIONS)
+        self.se_ratio = V.check_positive_number("se_ratio", se_ratio)
+        self.filters = V.check_choice("filters", filters, FILTERS)
+        self.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
         resolve_backend(backend, torch.device("cpu"))
         self.backend = backend
+        factory = {"device": device, "dtype": dtype}
         C, k = self.channels, self.kernel_size
         T = k * k
         mid = squeeze_width(C, self.se_ratio)
-        self.spatial_branch = (nn.Conv2d(C, T, 1, stride=self.stride)
+        self.spatial_branch = (nn.Conv2d(C, T, 1, stride=self.stride, **factory)
                                if filters in ("both", "spatial") else None)
-        self.channel_branch = (nn.Sequential(nn.Linear(C, mid), nn.ReLU(inplace=True), nn.Linear(mid, C * T))
+        self.channel_branch = (nn.Sequential(nn.Linear(C, mid, **factory), nn.ReLU(inplace=True),
+                                             nn.Linear(mid, C * T, **factory))
                                if filters in ("both", "channel") else None)
         self.norm = _FilterHead(C, k, normalization, spatial=self.spatial_branch is not None,
-                                channel=self.channel_branch is not None)
+                                channel=self.channel_branch is not None, **factory)
         self.last_spatial = self.last_channel = None
         self.reset_parameters()
 
@@ -215,8 +207,6 @@ class DDF(nn.Module):
         if x.dtype != self.norm_dtype():
             raise TypeError(f"x has dtype {x.dtype} but the module's parameters have dtype "
                             f"{self.norm_dtype()}; convert one of them (e.g. module.double())")
-        from .functional import ddf
-
         spatial, channel = self.spatial_filter(x), self.channel_filter(x)
         self.last_spatial, self.last_channel = spatial.detach(), channel.detach()
         return ddf(x, spatial, channel, kernel_size=self.kernel_size, dilation=self.dilation,
@@ -232,7 +222,7 @@ class DDF(nn.Module):
 
 
 class DDFUp(nn.Module):
-    """DDF-Up (Fig. 5): ``DDFUp(channels, scale=2, kernel_size=3, guided=False)``.
+    """DDF-Up (Fig. 5; Chapter 6, eq-ddf-up): ``DDFUp(channels, scale=2, kernel_size=3, guided=False)``.
 
     ``forward(x)`` (``guided=False``) or ``forward(x, guidance)`` (``guided=True``):
     ``x: (B, channels, H, W)`` -> ``(B, channels, scale*H, scale*W)``; ``guidance:
@@ -259,37 +249,36 @@ class DDFUp(nn.Module):
     """
 
     def __init__(self, channels, scale=2, kernel_size=3, guided=False, *, dilation=1, se_ratio=0.2,
-                 guidance_channels=None, normalization="filter", backend="auto"):
+                 guidance_channels=None, normalization="filter", backend="auto", device=None, dtype=None):
         super().__init__()
-        self.channels = V.check_positive_int("channels", channels)
+        (self.channels,) = V.check_channels(channels=channels)
         self.scale = V.check_positive_int("scale", scale)
         self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
-        if not isinstance(guided, bool):
-            raise TypeError(f"guided must be a bool; got {type(guided).__name__} {guided!r}")
-        self.guided = guided
+        self.guided = V.check_bool("guided", guided)
         self.dilation = V.check_positive_int("dilation", dilation)
-        self.se_ratio = _check_ratio(se_ratio)
+        self.se_ratio = V.check_positive_number("se_ratio", se_ratio)
         self.guidance_channels = (self.channels if guidance_channels is None
-                                  else V.check_positive_int("guidance_channels", guidance_channels))
+                                  else V.check_channels(guidance_channels=guidance_channels)[0])
         if guidance_channels is not None and not guided:
             raise ValueError("guidance_channels is only used with guided=True")
-        self.normalization = _check_choice("normalization", normalization, NORMALIZATIONS)
+        self.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
         resolve_backend(backend, torch.device("cpu"))
         self.backend = backend
+        factory = {"device": device, "dtype": dtype}
         C, k, P = self.channels, self.kernel_size, self.scale ** 2
         T = k * k
         mid = squeeze_width(C, self.se_ratio)
         if guided:
             self.guide = None
-            self.spatial_branch = nn.Conv2d(P * self.guidance_channels, P * T, 1, groups=P)
+            self.spatial_branch = nn.Conv2d(P * self.guidance_channels, P * T, 1, groups=P, **factory)
         else:
             self.guide = nn.Conv2d(C, C, k, padding=self.dilation * (k - 1) // 2,
-                                   dilation=self.dilation, groups=C)  # depthwise guidance
-            self.spatial_branch = nn.Conv2d(C, P * T, 1)
+                                   dilation=self.dilation, groups=C, **factory)  # depthwise guidance
+            self.spatial_branch = nn.Conv2d(C, P * T, 1, **factory)
         # P squeeze-excitation branches, as one squeeze to P*mid and a grouped excitation
-        self.squeeze = nn.Linear(C, P * mid)
-        self.excite = nn.Conv1d(P * mid, P * C * T, 1, groups=P)
-        self.norm = _FilterHead(C, k, normalization, groups=P)
+        self.squeeze = nn.Linear(C, P * mid, **factory)
+        self.excite = nn.Conv1d(P * mid, P * C * T, 1, groups=P, **factory)
+        self.norm = _FilterHead(C, k, normalization, groups=P, **factory)
         self.last_spatial = self.last_channel = None
 
     def filters(self, x, guidance=None):
@@ -330,8 +319,6 @@ class DDFUp(nn.Module):
         elif guidance is not None:
             raise ValueError("guidance was given but the module has guided=False; "
                              "construct it with DDFUp(..., guided=True)")
-        from .functional import ddf
-
         spatial, channel = self.filters(x, guidance)
         self.last_spatial, self.last_channel = spatial.detach(), channel.detach()
         # the P branches as one batch of B*P images: (B, P, ...) -> (B*P, ...)

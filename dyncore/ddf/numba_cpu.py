@@ -11,7 +11,7 @@ Two forwards:
 * :func:`ddf_forward_kernel` -- the tuned one the ``"numba"`` backend uses. The loops are
   reordered so that the innermost loop runs along an output row, over zero-based slices of
   contiguous memory (``out``, ``spatial`` and, at stride 1, ``x``), with the padding test
-  hoisted into the loop bounds (:func:`valid_range`) and the channel weight ``channel[b, c, t]``
+  hoisted into the loop bounds (:func:`dyncore.geometry.valid_range`) and the channel weight ``channel[b, c, t]``
   hoisted out as a scalar: the loop body is two multiplies and an add, which LLVM vectorizes.
   Stride 1 has its own loop (contiguous ``x``); other strides read ``x`` with a step. With
   ``k = 3`` and stride 1 (the paper's setting) a fast path adds a whole row of three taps per
@@ -50,6 +50,7 @@ import torch
 from numba import njit, prange
 
 from ..autograd import KernelSet, numpy_view
+from ..geometry import valid_range
 
 #: Outputs at least this large are allocated in transparent huge pages (:func:`empty_output`).
 HUGE_PAGE_THRESHOLD = 8 << 20
@@ -74,16 +75,6 @@ def empty_output(shape, dtype) -> torch.Tensor:
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     buf.madvise(mmap.MADV_HUGEPAGE)
     return torch.frombuffer(buf, dtype=dtype, count=count).view(shape)
-
-
-@njit(cache=True, inline="always")
-def valid_range(n_out, n_in, stride, offset):
-    """``[lo, hi)``: the output indices ``o`` with ``0 <= o*stride + offset < n_in``, ``o < n_out``."""
-    lo = 0
-    if offset < 0:
-        lo = (-offset + stride - 1) // stride  # ceil(-offset / stride)
-    hi = min(n_out, (n_in - 1 - offset) // stride + 1) if n_in - 1 - offset >= 0 else 0
-    return lo, max(lo, hi)
 
 
 @njit(parallel=True, cache=True)

@@ -3,7 +3,7 @@
 ``F.unfold`` with padding ``d*r``, dilation ``d`` and stride ``s`` copies, for every output
 pixel, the ``k*k`` input values its taps read into one column: ``(B, C*k*k, Ho*Wo)``, ``k*k``
 times the output. Seen as ``(B, C, k*k, Ho*Wo)``, tap ``t`` of pixel ``p = yo*Wo + xo`` is
-``x[b, c, yo*s + oy_t, xo*s + ox_t]`` (zero outside), so DDF's Eq. 2 is one ``einsum`` with the
+``x[b, c, yo*s + oy_t, xo*s + ox_t]`` (zero outside), so Chapter 6, eq-ddf-op, is one ``einsum`` with the
 spatial filter (broadcast over channels) and the channel filter (broadcast over pixels).
 PyTorch's autograd differentiates it. This is how the paper's *full dynamic filter* would be
 written too, which is why DDF's authors wrote a fused CUDA kernel instead: the unfolded tensor

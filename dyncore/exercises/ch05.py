@@ -19,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..pad.spec import reference as gated_sum
 from ..receptive_field import receptive_field
 from . import call, expect_close, passed
 from .ch01 import measured_receptive_field
@@ -156,12 +157,6 @@ GATE_GRAD_CASES = [
 ]
 
 
-def _gated_sum(x, weight, gates, dilations):
-    r = (weight.shape[-1] - 1) // 2
-    return sum(gates[:, d:d + 1] * F.conv2d(x, weight, padding=dil * r, dilation=dil)
-               for d, dil in enumerate(dilations))
-
-
 def check_gate_gradient(fn) -> None:
     """``fn(x, weight, grad_out, dilations)`` must return ``dL/dgates`` ``(B, D, H, W)`` of
     ``out = adaptive_dilation_conv(x, weight, bias, gates, dilations=dilations)`` when
@@ -175,7 +170,7 @@ def check_gate_gradient(fn) -> None:
         gates = torch.softmax(torch.randn(B, D, H, W, generator=gen, dtype=torch.float64), 1)
         gates.requires_grad_()
         with torch.enable_grad():
-            (expected,) = torch.autograd.grad(_gated_sum(x, weight, gates, dilations), gates, grad_out)
+            (expected,) = torch.autograd.grad(gated_sum(x, weight, None, gates, dilations=dilations), gates, grad_out)
         what = (f"gate_gradient(x of shape {_shape(x)}, weight of shape {_shape(weight)}, "
                 f"grad_out of shape {_shape(grad_out)}, dilations={dilations})")
         try:

@@ -5,8 +5,8 @@
 * :func:`check_ddf_flops` -- the paper's FLOP count of a DDF layer, part by part;
 * :func:`check_subpixel_shuffle` -- DDF-Up's reassembly of ``scale**2`` branch outputs into the
   upsampled map, against ``F.pixel_shuffle`` of the right channel order;
-* :func:`check_filter_normalize` -- the book's filter normalization (Eq. 3 with the mean not
-  restored), against :func:`dyncore.ddf.modules.filter_norm`.
+* :func:`check_filter_normalize` -- the book's filter normalization (the paper's Eq. 3,
+  Chapter 6, eq-ddf-fn, with the mean not restored), against :func:`dyncore.ddf.modules.filter_norm`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..ddf.spec import reference
 from . import call, expect_close, passed
 
 __all__ = [
@@ -32,14 +33,9 @@ def _shape(t) -> tuple:
 
 
 def reference_ddf(x, spatial, channel, kernel_size, dilation=1, stride=1):
-    """Eq. 2 by ``F.unfold`` (independent of the package's backends)."""
-    B, C, H, W = x.shape
-    k = kernel_size
-    Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
-    cols = F.unfold(x, k, dilation=dilation, padding=dilation * (k - 1) // 2, stride=stride)
-    cols = cols.view(B, C, k * k, Ho * Wo)
-    out = (cols * spatial.reshape(B, 1, k * k, Ho * Wo) * channel[..., None]).sum(2)
-    return out.view(B, C, Ho, Wo)
+    """Chapter 6, eq-ddf-op with plain PyTorch (independent of the package's backends): the
+    operator's reference, :func:`dyncore.ddf.spec.reference`."""
+    return reference(x, spatial, channel, kernel_size=kernel_size, dilation=dilation, stride=stride)
 
 
 # --------------------------------------------------------------------------------------------

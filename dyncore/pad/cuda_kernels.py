@@ -5,7 +5,7 @@ Thread ``n = cuda.grid(1)`` of the forward kernel owns output element ``n`` of t
 the gate times the dilated convolution's sum over ``Cin * k * k`` taps. A dilation whose gate
 is exactly zero costs nothing, so one-hot gates cost one convolution per pixel, not ``D``.
 
-The backward kernels are gathers (Chapter 5, Eq. 5.5-5.8): a thread per element of
+The backward kernels are gathers (Chapter 5, eq-pad-grad-x, eq-pad-grad-w, eq-pad-grad-gates): a thread per element of
 ``dL/dx``, ``dL/dweight``, ``dL/dgates`` (and of ``dL/dbias``, with Chapter 1's kernel), each
 summing what flows into its element: no atomics, results independent of scheduling.
 """
@@ -15,7 +15,25 @@ from numba import cuda
 
 from ..autograd import KernelSet
 from ..conv.cuda_kernels import conv2d_grad_bias_kernel
-from ..cuda_bridge import launch, on_kernel_device
+from ..cuda_bridge import launch, on_kernel_device, unravel4
+
+
+@cuda.jit(device=True)
+def add_response(acc, scale, x, weight, b, o, y, xo, dil):
+    """``acc + scale * R[b, o, y, xo]``, tap by tap, with ``R`` the response of the ``k x k``
+    convolution with dilation ``dil`` (zero padding): the inner sum of Chapter 5, eq-pad-relaxed."""
+    Cin, H, W, k = x.shape[1], x.shape[2], x.shape[3], weight.shape[2]
+    r = (k - 1) // 2
+    for c in range(Cin):
+        for i in range(k):
+            yi = y + (i - r) * dil
+            if yi < 0 or yi >= H:
+                continue
+            for j in range(k):
+                xi = xo + (j - r) * dil
+                if 0 <= xi < W:
+                    acc += weight[o, c, i, j] * (scale * x[b, c, yi, xi])
+    return acc
 
 
 @cuda.jit(cache=True)
@@ -24,27 +42,13 @@ def pad_forward_kernel(x, weight, bias, gates, dilations, out):
     B, Cout, H, W = out.shape
     if n >= B * Cout * H * W:
         return
-    xo = n % W
-    y = (n // W) % H
-    o = (n // (W * H)) % Cout
-    b = n // (W * H * Cout)
-    Cin, k = weight.shape[1], weight.shape[2]
-    r = (k - 1) // 2
+    b, o, y, xo = unravel4(n, out.shape)
     acc = bias[o]
     for d in range(dilations.shape[0]):
         g = gates[b, d, y, xo]
         if g == 0:  # not selected at this pixel: skip the whole convolution
             continue
-        dil = dilations[d]
-        for c in range(Cin):
-            for i in range(k):
-                yi = y + (i - r) * dil
-                if yi < 0 or yi >= H:
-                    continue
-                for j in range(k):
-                    xi = xo + (j - r) * dil
-                    if 0 <= xi < W:
-                        acc += weight[o, c, i, j] * (g * x[b, c, yi, xi])
+        acc = add_response(acc, g, x, weight, b, o, y, xo, dilations[d])
     out[b, o, y, xo] = acc
 
 
@@ -54,10 +58,7 @@ def pad_grad_input_kernel(grad_out, weight, gates, dilations, grad_x):
     B, Cin, H, W = grad_x.shape
     if n >= B * Cin * H * W:
         return
-    xi = n % W
-    yi = (n // W) % H
-    c = (n // (W * H)) % Cin
-    b = n // (W * H * Cin)
+    b, c, yi, xi = unravel4(n, grad_x.shape)
     Cout, k = weight.shape[0], weight.shape[2]
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
@@ -85,10 +86,7 @@ def pad_grad_weight_kernel(grad_out, x, gates, dilations, grad_w):
     Cout, Cin, k, _ = grad_w.shape
     if n >= Cout * Cin * k * k:
         return
-    j = n % k
-    i = (n // k) % k
-    c = (n // (k * k)) % Cin
-    o = n // (k * k * Cin)
+    o, c, i, j = unravel4(n, grad_w.shape)
     B, _, H, W = x.shape
     r = (k - 1) // 2
     acc = grad_w.dtype.type(0)
@@ -110,31 +108,17 @@ def pad_grad_gates_kernel(grad_out, x, weight, dilations, grad_gates):
     B, D, H, W = grad_gates.shape
     if n >= B * D * H * W:
         return
-    xo = n % W
-    y = (n // W) % H
-    d = (n // (W * H)) % D
-    b = n // (W * H * D)
-    Cout, Cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
-    r = (k - 1) // 2
-    dil = dilations[d]
+    b, d, y, xo = unravel4(n, grad_gates.shape)
     acc = grad_gates.dtype.type(0)
     # sum_o G[b, o, y, xo] * R_d[b, o, y, xo]: every dilation's response, selected or not
-    for o in range(Cout):
-        go = grad_out[b, o, y, xo]
-        for c in range(Cin):
-            for i in range(k):
-                yi = y + (i - r) * dil
-                if yi < 0 or yi >= H:
-                    continue
-                for j in range(k):
-                    xi = xo + (j - r) * dil
-                    if 0 <= xi < W:
-                        acc += go * weight[o, c, i, j] * x[b, c, yi, xi]
+    for o in range(weight.shape[0]):
+        acc = add_response(acc, grad_out[b, o, y, xo], x, weight, b, o, y, xo, dilations[d])
     grad_gates[b, d, y, xo] = acc
 
 
 def _dilations(config, like):
-    return torch.tensor(config, dtype=torch.int64, device=like.device)
+    """``config`` is ``(dilations,)``."""
+    return torch.tensor(config[0], dtype=torch.int64, device=like.device)
 
 
 @on_kernel_device

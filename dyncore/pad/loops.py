@@ -1,6 +1,6 @@
 """Pixel-wise adaptive dilation as plain Python loops: the executable specification.
 
-The relaxed PAD operator (Chapter 5, Eq. 5.3; contract section 5) is a gated sum, over the
+The relaxed PAD operator (Chapter 5, eq-pad-relaxed; contract section 5) is a gated sum, over the
 ``D`` dilations a pixel may choose from, of ordinary dilated convolutions:
 
     out[b, o, y, x] = sum_d gates[b, d, y, x]

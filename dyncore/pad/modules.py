@@ -1,6 +1,6 @@
 """PAD-Nets' learnable layer: hidden priors, Gumbel-softmax gates, aggregation across layers.
 
-A :class:`PADConv2d` layer ``l`` (Chapter 5, Eq. 5.9-5.12) computes
+A :class:`PADConv2d` layer ``l`` (Chapter 5, eq-pad-markov, eq-pad-recurrent, eq-pad-gated) computes
 
 1. its *hidden priors* ``h^l: (B, D, H, W)``, logits over the ``D`` dilations at every pixel,
    from its input ``Y^{l-1}`` and from the previous PAD layer's priors ``h^{l-1}``, with 1 x 1
@@ -12,7 +12,7 @@ A :class:`PADConv2d` layer ``l`` (Chapter 5, Eq. 5.9-5.12) computes
      ``h^l = f(a^l * (W_h h^{l-1}) + (1 - a^l) * (U_h Y^{l-1}))``
 
    with ``h^0 = 0`` (the first layer of a stack has no previous priors);
-2. its *gates* from the priors (Eq. 2): in training a Gumbel-softmax sample
+2. its *gates* from the priors (the paper's Eq. 2; Chapter 5, eq-pad-gs): in training a Gumbel-softmax sample
    (``torch.nn.functional.gumbel_softmax``, straight-through one-hot when ``hard=True``); in
    eval mode no noise: ``softmax(h / tau)``, or its one-hot argmax when ``hard=True``;
 3. the gated sum :func:`dyncore.pad.adaptive_dilation_conv` with its own ``k x k`` weight,
@@ -22,7 +22,6 @@ A :class:`PADConv2d` layer ``l`` (Chapter 5, Eq. 5.9-5.12) computes
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +29,11 @@ from torch import nn
 
 from .. import validation as V
 from ..backend import resolve_backend
+from .functional import adaptive_dilation_conv, check_dilations
 
 #: The three ways of computing a layer's hidden priors (Sec. 3.2 of the paper).
 AGGREGATIONS = ("markov", "gated", "recurrent")
-#: The activation ``f`` of Eq. 3-4 (the paper only says "non-linear"; see the chapter).
+#: The activation ``f`` of the paper's Eq. 3-4 (the paper only says "non-linear"; see the chapter).
 PRIOR_ACTIVATIONS = ("identity", "tanh")
 
 
@@ -41,7 +41,7 @@ def gates_from_priors(priors: torch.Tensor, tau: float = 1.0, hard: bool = False
                       sample: bool = True) -> torch.Tensor:
     """Gates ``(B, D, H, W)`` from hidden priors ``(B, D, H, W)``, over the dilation axis 1.
 
-    ``sample=True`` (training): Eq. 2, ``softmax((priors + g) / tau)`` with Gumbel(0, 1) noise
+    ``sample=True`` (training): Chapter 5, eq-pad-gs, ``softmax((priors + g) / tau)`` with Gumbel(0, 1) noise
     ``g``, by ``F.gumbel_softmax``; ``hard=True`` makes its forward value one-hot (the argmax)
     with the soft sample's gradient (straight-through). ``sample=False`` (eval): no noise,
     ``softmax(priors / tau)``, or the one-hot argmax of the priors when ``hard=True``.
@@ -86,14 +86,6 @@ def prior_branch_parameters(in_channels: int, num_dilations: int, aggregation: s
     return {"markov": markov, "recurrent": markov + d * d, "gated": 2 * (markov + d * d)}[aggregation]
 
 
-def _check_tau(tau) -> float:
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
-        raise TypeError(f"tau must be a positive number; got {type(tau).__name__} {tau!r}")
-    if not (math.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive, finite number; got {tau}")
-    return float(tau)
-
-
 class PADConv2d(nn.Module):
     """A ``k x k`` convolution whose dilation is chosen at every pixel (PAD-Nets).
 
@@ -104,7 +96,7 @@ class PADConv2d(nn.Module):
     ``(B, out_channels, H, W)``, and the layer's own priors ``h^l`` too when ``return_prior``.
     After each call ``last_prior`` and ``last_gates`` hold (detached) ``h^l`` and the gates.
 
-    Keyword-only extras: ``bias``, ``prior_activation`` (``f`` of Eq. 3-4: ``"identity"``, the
+    Keyword-only extras: ``bias``, ``prior_activation`` (``f`` of the paper's Eq. 3-4: ``"identity"``, the
     default, or ``"tanh"``) and ``backend`` of :func:`~dyncore.pad.adaptive_dilation_conv`.
     """
 
@@ -112,24 +104,15 @@ class PADConv2d(nn.Module):
                  hard=False, aggregation="markov", *, bias=True, prior_activation="identity",
                  backend="auto", device=None, dtype=None):
         super().__init__()
-        from . import check_dilations  # the package imports this module
-
-        self.in_channels = V.check_positive_int("in_channels", in_channels)
-        self.out_channels = V.check_positive_int("out_channels", out_channels)
+        self.in_channels, self.out_channels = V.check_channels(in_channels=in_channels,
+                                                               out_channels=out_channels)
         self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
         self.dilations = check_dilations(dilations)
-        self.tau = _check_tau(tau)
-        if not isinstance(hard, bool):
-            raise TypeError(f"hard must be a bool; got {type(hard).__name__} {hard!r}")
-        self.hard = hard
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {', '.join(map(repr, AGGREGATIONS))}; "
-                             f"got {aggregation!r}")
-        self.aggregation = aggregation
-        if prior_activation not in PRIOR_ACTIVATIONS:
-            raise ValueError(f"prior_activation must be one of "
-                             f"{', '.join(map(repr, PRIOR_ACTIVATIONS))}; got {prior_activation!r}")
-        self.prior_activation = prior_activation
+        self.tau = V.check_positive_number("tau", tau)
+        self.hard = V.check_bool("hard", hard)
+        self.aggregation = V.check_choice("aggregation", aggregation, AGGREGATIONS)
+        self.prior_activation = V.check_choice("prior_activation", prior_activation, PRIOR_ACTIVATIONS)
+        V.check_bool("bias", bias)
         resolve_backend(backend, torch.device("cpu") if device is None else torch.device(device))
         self.backend = backend
 
@@ -165,7 +148,7 @@ class PADConv2d(nn.Module):
         return torch.tanh(t) if self.prior_activation == "tanh" else t
 
     def hidden_prior(self, x, prior=None):
-        """``h^l`` from the layer's input ``x = Y^{l-1}`` and ``prior = h^{l-1}`` (Eq. 3-5)."""
+        """``h^l`` from the layer's input ``x = Y^{l-1}`` and ``prior = h^{l-1}`` (Chapter 5, eq-pad-markov, eq-pad-recurrent, eq-pad-gated)."""
         from_input = self.prior_from_input(x)
         if self.aggregation == "markov":
             return self._f(from_input)
@@ -174,11 +157,11 @@ class PADConv2d(nn.Module):
         from_prior = self.prior_from_prior(prior)
         if self.aggregation == "recurrent":
             return self._f(from_prior + from_input)
-        mix = torch.sigmoid(self.mix_from_prior(prior) + self.mix_from_input(x))  # a^l, Eq. 5
+        mix = torch.sigmoid(self.mix_from_prior(prior) + self.mix_from_input(x))  # a^l, Chapter 5, eq-pad-gated
         return self._f(mix * from_prior + (1 - mix) * from_input)
 
     def gates(self, prior):
-        """Eq. 2 in training (Gumbel noise), its noise-free version in eval mode."""
+        """Chapter 5, eq-pad-gs in training (Gumbel noise), its noise-free version in eval mode."""
         return gates_from_priors(prior, self.tau, self.hard, sample=self.training)
 
     def forward(self, x, prior=None, return_prior=False):
@@ -196,8 +179,6 @@ class PADConv2d(nn.Module):
             if tuple(prior.shape) != expected:
                 raise ValueError(f"prior must have shape (B, D, H, W) = {expected}, the previous "
                                  f"PAD layer's hidden priors; got {tuple(prior.shape)}")
-        from . import adaptive_dilation_conv
-
         h = self.hidden_prior(x, prior)
         gates = self.gates(h)
         out = adaptive_dilation_conv(x, self.weight, self.bias, gates, dilations=self.dilations,
@@ -213,18 +194,19 @@ class PADConv2d(nn.Module):
 
 class PADStack(nn.Module):
     """``depth`` :class:`PADConv2d` layers ``channels -> channels``, each followed by a ReLU,
-    each passing its hidden priors to the next (the aggregation of Eq. 3-5).
+    each passing its hidden priors to the next (the aggregation of Chapter 5, eq-pad-markov, eq-pad-recurrent, eq-pad-gated).
 
     After a call, :meth:`gates` and :meth:`priors` list each layer's (detached) gates and priors.
     """
 
     def __init__(self, channels, depth=3, kernel_size=3, dilations=(1, 2, 4), tau=1.0, hard=False,
-                 aggregation="markov", *, prior_activation="identity", backend="auto"):
+                 aggregation="markov", *, prior_activation="identity", backend="auto", device=None,
+                 dtype=None):
         super().__init__()
         depth = V.check_positive_int("depth", depth)
         self.layers = nn.ModuleList(
             PADConv2d(channels, channels, kernel_size, dilations, tau, hard, aggregation,
-                      prior_activation=prior_activation, backend=backend)
+                      prior_activation=prior_activation, backend=backend, device=device, dtype=dtype)
             for _ in range(depth))
 
     @property
@@ -238,7 +220,7 @@ class PADStack(nn.Module):
     @tau.setter
     def tau(self, value):
         for layer in self.layers:
-            layer.tau = _check_tau(value)
+            layer.tau = V.check_positive_number("tau", value)
 
     def forward(self, x):
         prior = None

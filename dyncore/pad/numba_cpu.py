@@ -10,7 +10,7 @@ Each ``prange`` iteration owns one row ``(b, y)`` of the tensor it writes (all c
 two threads write the same element: deterministic, no atomics. The innermost loops run over
 the ``Cout`` (or ``Cin``) channels of one pixel, on weights laid out so that they are contiguous.
 
-Backward (Chapter 5, Eq. 5.5-5.8), with ``G = dL/d out`` and ``R_d`` the dilation-``d`` response:
+Backward (Chapter 5, eq-pad-grad-x, eq-pad-grad-w, eq-pad-grad-gates), with ``G = dL/d out`` and ``R_d`` the dilation-``d`` response:
 
 * ``dL/dx[b, c, y', x'] = sum_{d, i, j, o} weight[o, c, i, j] * gates[b, d, y, x] * G[b, o, y, x]``
   over the output pixels ``(y, x) = (y' - (i - r) dil_d, x' - (j - r) dil_d)`` that read ``(y', x')``;
@@ -167,11 +167,12 @@ def pad_grad_gates_kernel(grad_out, x, weight_flat, k, dilations, grad_gates):
 
 
 def _dilations(config) -> np.ndarray:
-    return np.asarray(config, dtype=np.int64)
+    """``config`` is ``(dilations,)``."""
+    return np.asarray(config[0], dtype=np.int64)
 
 
 def forward(config, x, weight, bias, gates):
-    """``config`` is the tuple of dilations."""
+    """``config`` is ``(dilations,)``."""
     B, _, H, W = x.shape
     Cout = weight.shape[0]
     out = torch.empty(B, Cout, H, W, dtype=x.dtype)

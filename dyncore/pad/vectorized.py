@@ -1,6 +1,6 @@
 """Pixel-wise adaptive dilation in vectorized PyTorch: ``D`` dilated convolutions, gated.
 
-The gated sum of Eq. 5.3 is computed as it reads: one ``F.conv2d`` per dilation (padding
+The gated sum of Chapter 5, eq-pad-relaxed, is computed as it reads: one ``F.conv2d`` per dilation (padding
 ``dil * r`` keeps the size), each response multiplied by its gate map and summed. PyTorch's
 autograd differentiates it. Unlike the fused backends it materializes all ``D`` responses,
 ``D`` tensors the size of the output, and it computes every one of them even where a gate is
