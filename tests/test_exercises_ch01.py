@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from numba import cuda
 
 from dyncore._bootstrap import simulating
+from dyncore.cuda_bridge import unravel4
 from solutions import load_solutions
 from dyncore.exercises import StubError, ch01, cuda_checks
 from dyncore.receptive_field import receptive_field
@@ -302,8 +303,7 @@ def kernel_without_dilation(x, weight, out, dilation):
     B, Cout, H, W = out.shape
     if n >= B * Cout * H * W:
         return
-    xo, yo = n % W, (n // W) % H
-    o, b = (n // (W * H)) % Cout, n // (W * H * Cout)
+    b, o, yo, xo = unravel4(n, out.shape)
     k = weight.shape[2]
     r = (k - 1) // 2
     acc = 0.0
@@ -321,8 +321,7 @@ def kernel_without_guard(x, weight, out, dilation):
     n = cuda.grid(1)
     B, Cout, H, W = out.shape
     # no `if n >= B*Cout*H*W: return`
-    xo, yo = n % W, (n // W) % H
-    o, b = (n // (W * H)) % Cout, n // (W * H * Cout)
+    b, o, yo, xo = unravel4(n, out.shape)
     k = weight.shape[2]
     r = (k - 1) // 2
     acc = 0.0
@@ -341,8 +340,7 @@ def kernel_without_zero_padding(x, weight, out, dilation):
     B, Cout, H, W = out.shape
     if n >= B * Cout * H * W:
         return
-    xo, yo = n % W, (n // W) % H
-    o, b = (n // (W * H)) % Cout, n // (W * H * Cout)
+    b, o, yo, xo = unravel4(n, out.shape)
     k = weight.shape[2]
     r = (k - 1) // 2
     acc = 0.0

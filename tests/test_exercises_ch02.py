@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from numba import cuda
 
 from dyncore._bootstrap import simulating
+from dyncore.cuda_bridge import unravel4
 from dyncore.dfn import dynamic_filter
 from solutions import load_solutions
 from dyncore.exercises import StubError, ch02
@@ -235,8 +236,7 @@ def kernel_that_reads_the_forward_pixel(grad_out, filters, grad_x, kernel_size, 
     B, C, H, W = grad_x.shape
     if n >= B * C * H * W:
         return
-    xx, y = n % W, (n // W) % H
-    c, b = (n // (W * H)) % C, n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     k, d = kernel_size, dilation
     r = (k - 1) // 2
     acc = 0.0
@@ -252,8 +252,7 @@ def kernel_that_reads_the_forward_pixel(grad_out, filters, grad_x, kernel_size, 
 def kernel_without_guard(grad_out, filters, grad_x, kernel_size, dilation):
     n = cuda.grid(1)
     B, C, H, W = grad_x.shape
-    xx, y = n % W, (n // W) % H
-    c, b = (n // (W * H)) % C, n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     k, d = kernel_size, dilation
     r = (k - 1) // 2
     acc = 0.0
@@ -271,8 +270,7 @@ def kernel_without_bounds(grad_out, filters, grad_x, kernel_size, dilation):
     B, C, H, W = grad_x.shape
     if n >= B * C * H * W:
         return
-    xx, y = n % W, (n // W) % H
-    c, b = (n // (W * H)) % C, n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     k, d = kernel_size, dilation
     r = (k - 1) // 2
     acc = 0.0

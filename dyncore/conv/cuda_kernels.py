@@ -1,8 +1,9 @@
 """Convolution as Numba CUDA kernels: one thread per element of the tensor being written.
 
 Thread-to-data mapping (drawn in Chapter 1): thread ``n = cuda.grid(1)`` owns output element
-``n`` of the flattened ``(B, Cout, Ho, Wo)`` tensor and loops over the ``Cin/groups * kh * kw``
-products that make it. The backward kernels are gathers too: a thread per element of
+``n`` of the flattened ``(B, Cout, Ho, Wo)`` tensor (:func:`dyncore.cuda_bridge.unravel4` turns
+``n`` into ``(b, o, yo, xo)``; Chapter 1 writes that arithmetic out once) and loops over the
+``Cin/groups * kh * kw`` products that make it. The backward kernels are gathers too: a thread per element of
 ``dL/dx``, of ``dL/dweight`` and of ``dL/dbias``, each summing what flows into its element, so
 there are no atomics and the result does not depend on thread scheduling.
 
@@ -14,7 +15,7 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device
+from ..cuda_bridge import launch, on_kernel_device, unravel4
 from .numba_cpu import geometry_args
 
 
@@ -24,10 +25,7 @@ def conv2d_forward_kernel(x, weight, bias, out, sh, sw, pt, pl, dh, dw, groups):
     B, Cout, Ho, Wo = out.shape
     if n >= B * Cout * Ho * Wo:
         return
-    xo = n % Wo
-    yo = (n // Wo) % Ho
-    o = (n // (Wo * Ho)) % Cout
-    b = n // (Wo * Ho * Cout)
+    b, o, yo, xo = unravel4(n, out.shape)
     H, W = x.shape[2], x.shape[3]
     Cin_g, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
     c0 = (o // (Cout // groups)) * Cin_g
@@ -50,10 +48,7 @@ def conv2d_grad_input_kernel(grad_out, weight, grad_x, sh, sw, pt, pl, dh, dw, g
     B, Cin, H, W = grad_x.shape
     if n >= B * Cin * H * W:
         return
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % Cin
-    b = n // (W * H * Cin)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     Ho, Wo = grad_out.shape[2], grad_out.shape[3]
     Cout, Cin_g, kh, kw = weight.shape
     Cout_g = Cout // groups
@@ -81,10 +76,7 @@ def conv2d_grad_weight_kernel(grad_out, x, grad_w, sh, sw, pt, pl, dh, dw, group
     Cout, Cin_g, kh, kw = grad_w.shape
     if n >= Cout * Cin_g * kh * kw:
         return
-    j = n % kw
-    i = (n // kw) % kh
-    cl = (n // (kw * kh)) % Cin_g
-    o = n // (kw * kh * Cin_g)
+    o, cl, i, j = unravel4(n, grad_w.shape)
     B, _, H, W = x.shape
     Ho, Wo = grad_out.shape[2], grad_out.shape[3]
     c = (o // (Cout // groups)) * Cin_g + cl

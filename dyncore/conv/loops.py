@@ -1,4 +1,4 @@
-"""Convolution as plain Python loops: the executable specification (Chapter 1, Eq. 1.1).
+"""Convolution as plain Python loops: the executable specification (Chapter 1, eq-conv).
 
     out[b, o, yo, xo] = bias[o] + sum_{c in group(o)} sum_{i, j}
                         weight[o, c, i, j] * x[b, c, yo*sh - pt + i*dh, xo*sw - pl + j*dw]

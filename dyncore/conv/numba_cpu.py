@@ -2,7 +2,7 @@
 
 The loops are those of :mod:`dyncore.conv.loops`, reordered so that the innermost loop runs
 along a contiguous image row, with the zero-padding test hoisted out of it
-(:func:`valid_range`), and parallelized with ``prange`` over planes that one iteration owns
+(:func:`dyncore.geometry.valid_range`, given the tap's offset minus the padding), and parallelized with ``prange`` over planes that one iteration owns
 alone, so no two threads ever write the same element (deterministic, no atomics).
 
 Backward (Chapter 1, "The backward pass"), with ``g = dL/d out``:
@@ -13,19 +13,11 @@ Backward (Chapter 1, "The backward pass"), with ``g = dL/d out``:
 * ``dL/dbias[o] = sum_{b, yo, xo} g[b, o, yo, xo]``.
 """
 
-import numpy as np
 import torch
 from numba import njit, prange
 
 from ..autograd import KernelSet, numpy_view
-
-
-@njit(cache=True, inline="always")
-def valid_range(n_out, n_in, stride, pad, offset):
-    """Output indices ``o`` in ``[lo, hi)`` whose input ``o*stride - pad + offset`` is inside."""
-    lo = max(0, -((offset - pad) // stride))
-    hi = min(n_out, (n_in - 1 + pad - offset) // stride + 1)
-    return lo, max(lo, hi)
+from ..geometry import valid_range
 
 
 @njit(parallel=True, cache=True)
@@ -42,9 +34,9 @@ def conv2d_forward_kernel(x, weight, bias, out, sh, sw, pt, pl, dh, dw, groups):
         for c in range(Cin_g):
             xc = x[b, g * Cin_g + c]
             for i in range(kh):
-                y_lo, y_hi = valid_range(Ho, H, sh, pt, i * dh)
+                y_lo, y_hi = valid_range(Ho, H, sh, i * dh - pt)
                 for j in range(kw):
-                    x_lo, x_hi = valid_range(Wo, W, sw, pl, j * dw)
+                    x_lo, x_hi = valid_range(Wo, W, sw, j * dw - pl)
                     wv = weight[o, c, i, j]
                     for yo in range(y_lo, y_hi):
                         y = yo * sh - pt + i * dh
@@ -67,9 +59,9 @@ def conv2d_grad_input_kernel(grad_out, weight, grad_x, sh, sw, pt, pl, dh, dw, g
             o = g * Cout_g + ol
             go = grad_out[b, o]
             for i in range(kh):
-                y_lo, y_hi = valid_range(Ho, H, sh, pt, i * dh)
+                y_lo, y_hi = valid_range(Ho, H, sh, i * dh - pt)
                 for j in range(kw):
-                    x_lo, x_hi = valid_range(Wo, W, sw, pl, j * dw)
+                    x_lo, x_hi = valid_range(Wo, W, sw, j * dw - pl)
                     wv = weight[o, cl, i, j]
                     for yo in range(y_lo, y_hi):
                         y = yo * sh - pt + i * dh
@@ -87,9 +79,9 @@ def conv2d_grad_weight_kernel(grad_out, x, grad_w, sh, sw, pt, pl, dh, dw, group
         o, cl = n // Cin_g, n % Cin_g
         c = (o // Cout_g) * Cin_g + cl
         for i in range(kh):
-            y_lo, y_hi = valid_range(Ho, H, sh, pt, i * dh)
+            y_lo, y_hi = valid_range(Ho, H, sh, i * dh - pt)
             for j in range(kw):
-                x_lo, x_hi = valid_range(Wo, W, sw, pl, j * dw)
+                x_lo, x_hi = valid_range(Wo, W, sw, j * dw - pl)
                 acc = grad_w.dtype.type(0)
                 for b in range(B):
                     for yo in range(y_lo, y_hi):

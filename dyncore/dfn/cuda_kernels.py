@@ -1,11 +1,11 @@
 """Dynamic filtering as Numba CUDA kernels: one thread per element of the tensor being written.
 
-Thread ``n = cuda.grid(1)`` owns element ``n`` of the flattened tensor it writes and loops
-over the terms that make it (Chapter 2, "The CUDA kernels"):
+Thread ``n = cuda.grid(1)`` owns element ``n`` of the flattened tensor it writes (found with
+:func:`dyncore.cuda_bridge.unravel4`) and loops over the terms that make it (Chapter 2, "The CUDA kernels"):
 
-* forward (Eq. 2.1): a thread per ``out[b, c, y, x]``, a loop over the ``k*k`` taps;
-* Eq. 2.2: a thread per ``dL/dfilters[b, t, y, x]``, a loop over the channels;
-* Eq. 2.3: a thread per ``dL/dx[b, c, y, x]``, a loop over the taps, gathering from the
+* forward (eq-dfn): a thread per ``out[b, c, y, x]``, a loop over the ``k*k`` taps;
+* eq-dfn-grad-filters: a thread per ``dL/dfilters[b, t, y, x]``, a loop over the channels;
+* eq-dfn-grad-x: a thread per ``dL/dx[b, c, y, x]``, a loop over the taps, gathering from the
   output pixels ``(y - oy_t, x - ox_t)`` that read it.
 
 All three are gathers: no two threads write the same element, no atomics, and the result
@@ -20,7 +20,7 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device
+from ..cuda_bridge import launch, on_kernel_device, unravel4
 
 
 @cuda.jit(cache=True)
@@ -29,10 +29,7 @@ def dynamic_filter_forward_kernel(x, filters, out, k, d):
     B, C, H, W = out.shape
     if n >= B * C * H * W:
         return
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % C
-    b = n // (W * H * C)
+    b, c, y, xx = unravel4(n, out.shape)
     r = (k - 1) // 2
     acc = out.dtype.type(0)
     for t in range(k * k):
@@ -49,10 +46,7 @@ def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
     B, T, H, W = grad_filters.shape
     if n >= B * T * H * W:
         return
-    xx = n % W
-    y = (n // W) % H
-    t = (n // (W * H)) % T
-    b = n // (W * H * T)
+    b, t, y, xx = unravel4(n, grad_filters.shape)
     r = (k - 1) // 2
     ys = y + (t // k - r) * d
     xs = xx + (t % k - r) * d
@@ -69,10 +63,7 @@ def dynamic_filter_grad_input_kernel(grad_out, filters, grad_x, k, d):
     B, C, H, W = grad_x.shape
     if n >= B * C * H * W:
         return
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % C
-    b = n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
     for t in range(k * k):

@@ -1,7 +1,8 @@
 """Dynamic filtering compiled with Numba for the CPU: forward and hand-derived backward kernels.
 
 The loops of :mod:`dyncore.dfn.loops`, reordered so that the innermost loop runs along a
-contiguous image row with the zero-padding test hoisted out of it (:func:`inside`), and
+contiguous image row with the zero-padding test hoisted out of it
+(:func:`dyncore.geometry.valid_range`: the columns where a tap stays inside), and
 parallelized with ``prange`` over *rows* of the tensor being written: iteration ``n`` owns
 one row alone, so no two threads ever write the same element (deterministic, no atomics).
 Rows rather than whole planes, so that even one image with one channel keeps every core busy.
@@ -9,9 +10,11 @@ Rows rather than whole planes, so that even one image with one channel keeps eve
 With ``G = dL/d out`` and tap ``t`` at offset ``(oy, ox) = ((i - r)*d, (j - r)*d)``
 (Chapter 2, "The backward pass, by hand"):
 
-* Eq. 2.2, ``dL/dfilters[b, t, y, x] = sum_c G[b, c, y, x] * x[b, c, y + oy, x + ox]``:
+* Chapter 2, eq-dfn-grad-filters,
+  ``dL/dfilters[b, t, y, x] = sum_c G[b, c, y, x] * x[b, c, y + oy, x + ox]``:
   per pixel and tap, a dot product over the channels; an iteration owns the rows ``(b, :, y)``.
-* Eq. 2.3, ``dL/dx[b, c, y, x] = sum_t G[b, c, y - oy, x - ox] * filters[b, t, y - oy, x - ox]``:
+* Chapter 2, eq-dfn-grad-x,
+  ``dL/dx[b, c, y, x] = sum_t G[b, c, y - oy, x - ox] * filters[b, t, y - oy, x - ox]``:
   the forward read backwards, each input pixel gathering from the output pixels that read it;
   an iteration owns the row ``(b, c, y)``.
 """
@@ -20,14 +23,7 @@ import torch
 from numba import njit, prange
 
 from ..autograd import KernelSet, numpy_view
-
-
-@njit(cache=True, inline="always")
-def inside(n, offset):
-    """The indices ``p`` in ``[lo, hi)`` with ``0 <= p + offset < n``: where a tap stays inside."""
-    lo = max(0, -offset)
-    hi = min(n, n - offset)
-    return lo, max(lo, hi)
+from ..geometry import valid_range
 
 
 @njit(parallel=True, cache=True)
@@ -43,7 +39,7 @@ def dynamic_filter_forward_kernel(x, filters, out, k, d):
             ys = y + oy
             if ys < 0 or ys >= H:  # the whole row of this tap is padding
                 continue
-            lo, hi = inside(W, ox)
+            lo, hi = valid_range(W, W, 1, ox)
             # Zero-based views of the three rows: an index that cannot be negative needs no
             # wrap-around test, and LLVM vectorizes the loop (Chapter 7's before/after).
             o, f_row, x_row = row[lo:hi], filters[b, t, y, lo:hi], x[b, c, ys, lo + ox:hi + ox]
@@ -67,7 +63,7 @@ def dynamic_filter_forward_simple(x, filters, out, k, d):
             ys = y + oy
             if ys < 0 or ys >= H:
                 continue
-            lo, hi = inside(W, ox)
+            lo, hi = valid_range(W, W, 1, ox)
             f_row, x_row = filters[b, t, y], x[b, c, ys]
             for xx in range(lo, hi):
                 row[xx] += f_row[xx] * x_row[xx + ox]
@@ -86,8 +82,8 @@ def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
             ys = y + oy
             if ys < 0 or ys >= H:
                 continue
-            lo, hi = inside(W, ox)
-            for c in range(C):  # Eq. 2.2: the filter is shared by the channels, so sum them
+            lo, hi = valid_range(W, W, 1, ox)
+            for c in range(C):  # eq-dfn-grad-filters: the filter is shared, so sum the channels
                 go_row, x_row = grad_out[b, c, y], x[b, c, ys]
                 for xx in range(lo, hi):
                     g_row[xx] += go_row[xx] * x_row[xx + ox]
@@ -103,10 +99,10 @@ def dynamic_filter_grad_input_kernel(grad_out, filters, grad_x, k, d):
         row[:] = 0
         for t in range(k * k):
             oy, ox = (t // k - r) * d, (t % k - r) * d
-            yo = y - oy  # Eq. 2.3: the output row whose tap t read row y
+            yo = y - oy  # eq-dfn-grad-x: the output row whose tap t read row y
             if yo < 0 or yo >= H:
                 continue
-            lo, hi = inside(W, -ox)
+            lo, hi = valid_range(W, W, 1, -ox)
             go_row, f_row = grad_out[b, c, yo], filters[b, t, yo]
             for xx in range(lo, hi):
                 row[xx] += go_row[xx - ox] * f_row[xx - ox]

@@ -18,6 +18,11 @@ class StubError(AssertionError):
     """The reader's function is still the stub."""
 
 
+def shape_str(t) -> str:
+    """``"(2, 3, 5, 5)"``: a tensor's shape, as the checks' messages print it."""
+    return str(tuple(t.shape))
+
+
 def call(fn, *args, name: str | None = None, **kwargs):
     """Call the reader's function; a stub's ``NotImplementedError`` becomes a clear failure."""
     label = name or getattr(fn, "__name__", "your function")

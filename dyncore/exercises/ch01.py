@@ -24,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._bootstrap import simulating
 from ..receptive_field import receptive_field
 from . import call, expect_close, passed
-from .cuda_checks import require_cuda_kernel, run_reader_kernel
+from . import shape_str as _shape
+from .cuda_checks import (require_cuda_kernel, require_every_element_written, run_reader_kernel,
+                          where_kernels_run)
 
 __all__ = [
     "CHECKS",
@@ -38,10 +39,6 @@ __all__ = [
     "gradient_support",
     "measured_receptive_field",
 ]
-
-
-def _shape(a) -> str:
-    return str(tuple(a.shape))
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,25 +257,10 @@ def check_dilated_conv2d_cuda_kernel(kernel) -> None:
                 f"{tuple(expected.shape)}, dilation={d})")
         out = run_reader_kernel(kernel, name, (x, weight), tuple(expected.shape), (d,), what,
                                 out_name="out", size_label="B*Cout*H*W")
-        missing = torch.isnan(out)
-        if missing.all():
-            # On a GPU a kernel's exception is not reported: a stub just writes nothing.
-            raise AssertionError(
-                f"{what}: the kernel wrote no element of out (is it still the stub? does each "
-                "thread compute n = cuda.grid(1) and write out[b, o, y, x]?)"
-            )
-        if missing.any():
-            first = tuple(int(i) for i in torch.nonzero(missing)[0])
-            raise AssertionError(
-                f"{what}: {int(missing.sum())} of {out.numel()} elements of out were never "
-                f"written, the first at (b, o, y, x) = {first}: does each thread n turn into "
-                "(b, o, y, x) with x = n % W, y = (n // W) % H, o = (n // (W*H)) % Cout, "
-                "b = n // (W*H*Cout)?"
-            )
+        require_every_element_written(out, what, "out", ("b", "o", "y", "x"), ("Cout", "H", "W"))
         expect_close(out, expected, what, rtol=1e-10, atol=1e-12)
-    where = "under the Numba CUDA simulator" if simulating() else "on the GPU"
     passed(f"{name} matches F.conv2d with padding d*r and dilation d on "
-           f"{len(CUDA_CASES)} shapes ({where})")
+           f"{len(CUDA_CASES)} shapes ({where_kernels_run()})")
 
 
 CHECKS = {

@@ -4,7 +4,7 @@ Each check runs the reader's function on small inputs chosen to expose the usual
 (odd sizes, ``H != W``, several channels, dilation above 1, kernels wider than the image)
 and compares it with a reference computed here, independently of the reader's code:
 
-* :func:`check_dynamic_filter_grad_filters` -- ``dL/dfilters`` of Eq. 2.1 written by hand,
+* :func:`check_dynamic_filter_grad_filters` -- ``dL/dfilters`` of Chapter 2, eq-dfn written by hand,
   against PyTorch's autograd in float64;
 * :func:`check_dynamic_filter_unfold` -- the forward pass with ``F.unfold``, against
   :func:`reference_dynamic_filter` (zero padding and shifted slices);
@@ -20,11 +20,12 @@ from __future__ import annotations
 
 
 import torch
-import torch.nn.functional as F
 
-from .._bootstrap import simulating
+from ..dfn.spec import reference
 from . import call, expect_close, passed
-from .cuda_checks import require_cuda_kernel, run_reader_kernel
+from . import shape_str as _shape
+from .cuda_checks import (require_cuda_kernel, require_every_element_written, run_reader_kernel,
+                          where_kernels_run)
 
 __all__ = [
     "CHECKS",
@@ -38,16 +39,9 @@ __all__ = [
 
 
 def reference_dynamic_filter(x: torch.Tensor, filters: torch.Tensor, kernel_size: int, dilation: int):
-    """Eq. 2.1 by padding once and summing ``k*k`` shifted slices (autograd works through it)."""
-    k, d = kernel_size, dilation
-    H, W = x.shape[-2:]
-    p = d * (k - 1) // 2
-    xp = F.pad(x, (p, p, p, p))
-    out = torch.zeros_like(x)
-    for t in range(k * k):
-        i, j = divmod(t, k)
-        out = out + filters[:, t:t + 1] * xp[:, :, i * d:i * d + H, j * d:j * d + W]
-    return out
+    """Chapter 2, eq-dfn by padding once and summing ``k*k`` shifted slices (autograd works
+    through it): the reference of ``dynamic_filter``'s spec (:mod:`dyncore.dfn.spec`)."""
+    return reference(x, filters, kernel_size=kernel_size, dilation=dilation)
 
 
 def moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -58,10 +52,6 @@ def moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
         out[..., max(0, dy):H + min(0, dy), max(0, dx):W + min(0, dx)] = \
             x[..., max(0, -dy):H - max(0, dy), max(0, -dx):W - max(0, dx)]
     return out
-
-
-def _shape(a) -> str:
-    return str(tuple(a.shape))
 
 
 def _no_autograd(what: str, exc: RuntimeError) -> AssertionError:
@@ -137,7 +127,7 @@ UNFOLD_CASES = [
 
 
 def check_dynamic_filter_unfold(fn) -> None:
-    """``fn(x, filters, kernel_size, dilation)`` must equal Eq. 2.1 (``dynamic_filter``) for
+    """``fn(x, filters, kernel_size, dilation)`` must equal Chapter 2, eq-dfn (``dynamic_filter``) for
     ``x: (B, C, H, W)`` and ``filters: (B, k*k, H, W)``, and keep the dtype."""
     gen = torch.Generator().manual_seed(202)
     for B, C, H, W, k, d, dtype in UNFOLD_CASES:
@@ -153,7 +143,7 @@ def check_dynamic_filter_unfold(fn) -> None:
         tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
         expect_close(result, expected, what, shape_hint=
                 "The output has the shape of x, (B, C, H, W).", **tol)
-    passed(f"dynamic_filter_unfold matches Eq. 2.1 on {len(UNFOLD_CASES)} shapes, kernel sizes, "
+    passed(f"dynamic_filter_unfold matches eq-dfn on {len(UNFOLD_CASES)} shapes, kernel sizes, "
            "dilations and dtypes")
 
 
@@ -245,8 +235,8 @@ CUDA_CASES = [
 ]
 def check_grad_input_cuda_kernel(kernel) -> None:
     """``kernel(grad_out, filters, grad_x, kernel_size, dilation)``, a ``@cuda.jit`` kernel with
-    one thread per element of ``grad_x: (B, C, H, W)``, must write ``dL/dx`` of Eq. 2.1 into
-    ``grad_x`` (Eq. 2.3), given ``grad_out = dL/dout`` and ``filters: (B, k*k, H, W)``."""
+    one thread per element of ``grad_x: (B, C, H, W)``, must write ``dL/dx`` of Chapter 2, eq-dfn into
+    ``grad_x`` (eq-dfn-grad-x), given ``grad_out = dL/dout`` and ``filters: (B, k*k, H, W)``."""
     name = require_cuda_kernel(kernel, "grad_input_cuda_kernel")
     gen = torch.Generator().manual_seed(204)
     for B, C, H, W, k, d in CUDA_CASES:
@@ -262,20 +252,7 @@ def check_grad_input_cuda_kernel(kernel) -> None:
             out_name="grad_x", size_label="B*C*H*W",
             bounds_hint="skip the taps whose output pixel (y - oy, x - ox) falls outside the "
                         "image before reading grad_out and filters")
-        missing = torch.isnan(grad_x)
-        if missing.all():
-            raise AssertionError(
-                f"{what}: the kernel wrote no element of grad_x (is it still the stub? does each "
-                "thread compute n = cuda.grid(1) and write grad_x[b, c, y, x]?)"
-            )
-        if missing.any():
-            first = tuple(int(i) for i in torch.nonzero(missing)[0])
-            raise AssertionError(
-                f"{what}: {int(missing.sum())} of {grad_x.numel()} elements of grad_x were never "
-                f"written, the first at (b, c, y, x) = {first}: does each thread n turn into "
-                "(b, c, y, x) with x = n % W, y = (n // W) % H, c = (n // (W*H)) % C, "
-                "b = n // (W*H*C)?"
-            )
+        require_every_element_written(grad_x, what, "grad_x", ("b", "c", "y", "x"), ("C", "H", "W"))
         try:
             expect_close(grad_x, expected, what, rtol=1e-10, atol=1e-12)
         except AssertionError as exc:
@@ -289,9 +266,8 @@ def check_grad_input_cuda_kernel(kernel) -> None:
                 hint = ("\nYour kernel reads the output pixel at (y + oy, x + ox). Input pixel (y, x) "
                         "was read by tap t of the output pixel (y - oy, x - ox): gather from there.")
             raise AssertionError(f"{exc}{hint}") from None
-    where = "under the Numba CUDA simulator" if simulating() else "on the GPU"
     passed(f"{name} matches autograd's dL/dx on {len(CUDA_CASES)} shapes, kernel sizes and "
-           f"dilations ({where})")
+           f"dilations ({where_kernels_run()})")
 
 
 CHECKS = {

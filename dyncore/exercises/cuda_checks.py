@@ -14,6 +14,7 @@ import re
 
 import torch
 
+from .._bootstrap import simulating
 from ..cuda_bridge import kernel_device, launch, launch_config
 from . import StubError
 
@@ -113,3 +114,36 @@ def run_reader_kernel(kernel, name: str, inputs: tuple, out_shape: tuple, scalar
             f"thread must first check `if n >= {out_name}.size: return`"
         )
     return buffer[:size].view(*out_shape)
+
+
+def require_every_element_written(out: torch.Tensor, what: str, out_name: str,
+                                  axes: tuple[str, str, str, str], sizes: tuple[str, str, str]) -> None:
+    """Every element of ``out`` (NaN where no thread wrote, from :func:`run_reader_kernel`) must
+    have been written; the message spells out how thread ``n`` finds its element.
+
+    ``axes`` names the four indices of ``out`` (``("b", "o", "y", "x")``) and ``sizes`` the three
+    inner sizes (``("Cout", "H", "W")``): Chapter 1's "one thread per output element", written
+    out (the book's kernels call :func:`dyncore.cuda_bridge.unravel4` for it).
+    """
+    missing = torch.isnan(out)
+    index = f"({', '.join(axes)})"
+    if missing.all():
+        # On a GPU a kernel's exception is not reported: a stub just writes nothing.
+        raise AssertionError(
+            f"{what}: the kernel wrote no element of {out_name} (is it still the stub? does each "
+            f"thread compute n = cuda.grid(1) and write {out_name}[{', '.join(axes)}]?)"
+        )
+    if missing.any():
+        (b, c, y, x), (C, H, W) = axes, sizes
+        first = tuple(int(i) for i in torch.nonzero(missing)[0])
+        raise AssertionError(
+            f"{what}: {int(missing.sum())} of {out.numel()} elements of {out_name} were never "
+            f"written, the first at {index} = {first}: does each thread n turn into "
+            f"{index} with {x} = n % {W}, {y} = (n // {W}) % {H}, {c} = (n // ({W}*{H})) % {C}, "
+            f"{b} = n // ({W}*{H}*{C})?"
+        )
+
+
+def where_kernels_run() -> str:
+    """``"under the Numba CUDA simulator"`` or ``"on the GPU"``, for a check's success message."""
+    return "under the Numba CUDA simulator" if simulating() else "on the GPU"

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from numba import cuda
 
+from dyncore.cuda_bridge import unravel4
+
 
 # ---------------------------------------------------------------------------------------------
 # Exercise 1: the filter gradient, by hand
@@ -59,7 +61,7 @@ def dynamic_filter_grad_filters_loops(x, grad_out, kernel_size, dilation):
 # ---------------------------------------------------------------------------------------------
 
 def dynamic_filter_unfold(x, filters, kernel_size, dilation):
-    """Eq. 2.1 with ``F.unfold``: gather each pixel's neighbourhood, weight it, sum the taps.
+    """Chapter 2, eq-dfn with ``F.unfold``: gather each pixel's neighbourhood, weight it, sum the taps.
 
     F.unfold(x, k, dilation=d, padding=d*r) has shape (B, C*k*k, H*W): the rows are ordered
     channel-major, (c, t) with t = i*k + j fastest, so it views as (B, C, k*k, H, W). The
@@ -105,17 +107,14 @@ def translation_filter(dy, dx, kernel_size, dilation):
 def grad_input_cuda_kernel(grad_out, filters, grad_x, kernel_size, dilation):
     """grad_x[b, c, y, x] = sum_t grad_out[b, c, y - oy_t, x - ox_t] * filters[b, t, y - oy_t, x - ox_t]
 
-    (Eq. 2.3), one thread per element of grad_x: a gather, so no two threads write the same
-    element and no atomics are needed.
+    (Chapter 2, eq-dfn-grad-x), one thread per element of grad_x: a gather, so no two threads
+    write the same element and no atomics are needed.
     """
     n = cuda.grid(1)
     B, C, H, W = grad_x.shape
     if n >= B * C * H * W:  # the last block has threads with no element: they stop here
         return
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % C
-    b = n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)  # Chapter 1: x = n % W, y = (n // W) % H, ...
     k, d = kernel_size, dilation
     r = (k - 1) // 2
     acc = 0.0

@@ -1,4 +1,4 @@
-"""Moving digits: the next-frame prediction data of Chapter 2, generated, seeded, no download.
+"""Chapter 2's experiment data: moving digits for next-frame prediction (generated, seeded, no download).
 
 scikit-learn's 1797 handwritten digits (8 x 8 pixels, bundled with the package) are placed on
 a larger black canvas and moved by a whole number of pixels per frame, each with its own

@@ -1,0 +1,165 @@
+"""The record of ``dynamic_filter`` (Chapter 2, eq-dfn) for the conformance tests, the benchmark,
+the cost model and Chapter 7's comparison (:mod:`dyncore.opspec`)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..conv.spec import unfold_memory
+from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
+from ..roofline import Cost
+from ..validation import check_kernel_size, check_positive_int
+from .functional import dynamic_filter
+from .modules import DynamicFilterLayer
+
+__all__ = ["SPECS", "dfn_parameter_formula", "dynamic_filter_cost", "reference"]
+
+KERNEL_SIZE = 3
+
+
+def _inputs(B, C, H, W, k, dtype, device, gen):
+    return (torch.randn(B, C, H, W, generator=gen, dtype=dtype).to(device),
+            torch.randn(B, k * k, H, W, generator=gen, dtype=dtype).to(device))
+
+
+# (B, C, H, W, k, dilation): H != W, a 1x1 kernel, a dilation that does not divide the size,
+# kernels wider than the image (most taps read padding), a single row.
+CASES = [
+    ((2, 3, 7, 9, 3, 1), "odd H != W, k = 3"),
+    ((1, 4, 9, 6, 5, 2), "k = 5, dilation 2"),
+    ((2, 2, 5, 8, 1, 1), "k = 1"),
+    ((1, 3, 6, 7, 3, 3), "dilation 3 that does not divide the size"),
+    ((2, 1, 4, 5, 7, 1), "k = 7 larger than the 4 x 5 image"),
+    ((1, 2, 11, 5, 5, 3), "k = 5, dilation 3, H > W"),
+    ((3, 2, 1, 6, 3, 1), "one row"),
+    ((1, 2, 3, 2, 5, 2), "k = 5, dilation 2, wider than the 3 x 2 image"),
+]
+
+
+def sample_inputs(dtype=torch.float64, device="cpu"):
+    gen = torch.Generator().manual_seed(0)
+    for (B, C, H, W, k, d), desc in CASES:
+        yield Sample(_inputs(B, C, H, W, k, dtype, device, gen), dict(kernel_size=k, dilation=d), desc)
+
+
+def random_input(seed, dtype=torch.float64, device="cpu"):
+    gen = torch.Generator().manual_seed(seed)
+    B, C = (int(v) for v in torch.randint(1, 4, (2,), generator=gen))
+    H, W = (int(v) for v in torch.randint(1, 11, (2,), generator=gen))
+    k = int(torch.randint(0, 4, (), generator=gen)) * 2 + 1
+    d = int(torch.randint(1, 4, (), generator=gen))
+    return Sample(_inputs(B, C, H, W, k, dtype, device, gen), dict(kernel_size=k, dilation=d),
+                  f"random {B}x{C}x{H}x{W}, k={k}, dilation={d}")
+
+
+def reference(x, filters, *, kernel_size, dilation=1):
+    """Chapter 2, eq-dfn by zero-padding once and summing ``k*k`` shifted slices weighted by the
+    filters (differentiable, and independent of every backend: no unfold, no loops, no kernels)."""
+    k, d = kernel_size, dilation
+    H, W = x.shape[-2:]
+    p = d * (k - 1) // 2
+    xp = F.pad(x, (p, p, p, p))
+    out = torch.zeros_like(x)
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        out = out + filters[:, t:t + 1] * xp[:, :, i * d:i * d + H, j * d:j * d + W]
+    return out
+
+
+def error_inputs():
+    gen = torch.Generator().manual_seed(0)
+    x, f = _inputs(2, 3, 5, 6, 3, torch.float64, "cpu", gen)
+    f5 = _inputs(2, 3, 5, 6, 5, torch.float64, "cpu", gen)[1]
+    k3 = dict(kernel_size=3)
+
+    def case(args, kwargs, error, match, desc):
+        return ErrorCase(tuple(args), {**k3, **kwargs}, error, match, desc)
+
+    return [
+        case((x.tolist(), f), {}, TypeError, "x must be a torch.Tensor", "x is a list"),
+        case((x, f.numpy()), {}, TypeError, "filters must be a torch.Tensor", "filters is numpy"),
+        case((x.long(), f), {}, TypeError, "x must be float32 or float64", "integer x"),
+        case((x, f > 0), {}, TypeError, "filters must be float32 or float64", "bool filters"),
+        case((x.to(torch.complex128), f), {}, TypeError, "x must be float32 or float64.*complex", "complex x"),
+        case((x, f.half()), {}, TypeError, "filters must be float32 or float64", "half filters"),
+        case((x, f.float()), {}, TypeError, "filters has dtype torch.float32 but x", "dtype mismatch"),
+        case((x[0], f), {}, ValueError, r"x must be a 4-D tensor \(B, C, H, W\); got a 3-D", "3-D x"),
+        case((x, f[None]), {}, ValueError, r"filters must be a 4-D tensor \(B, k\*k, H, W\)", "5-D filters"),
+        case((x, f[:, :8]), {}, ValueError,
+             r"filters must have shape \(B, k\*k, H, W\) = \(2, 9, 5, 6\).*got \(2, 8, 5, 6\) \(8 taps is not k\*k = 9",
+             "too few taps"),
+        case((x, f5), {}, ValueError, r"got \(2, 25, 5, 6\) \(its 25 taps would fit kernel_size=5, but kernel_size=3\)",
+             "taps of another k"),
+        case((x, f[:1]), {}, ValueError, r"filters must have shape .*\(2, 9, 5, 6\).*got \(1, 9, 5, 6\)", "filters batch"),
+        case((x, f[..., :5]), {}, ValueError, r"filters must have shape .*got \(2, 9, 5, 5\)", "filters size"),
+        case((x, f[:, :, :3]), {}, ValueError, "filters must have shape", "bad shape, every backend"),
+        case((x, f[:, :4]), dict(kernel_size=2), ValueError, "kernel_size must be an odd positive int", "even kernel"),
+        case((x, f), dict(kernel_size=0), ValueError, "kernel_size must be an odd positive int", "zero kernel"),
+        case((x, f), dict(kernel_size=-3), ValueError, "kernel_size must be an odd positive int", "negative kernel"),
+        case((x, f), dict(kernel_size=3.0), TypeError, "kernel_size must be an int", "float kernel"),
+        case((x, f), dict(kernel_size=(3, 3)), TypeError, "kernel_size must be an int", "pair kernel"),
+        case((x, f[:, :1]), dict(kernel_size=True), TypeError, "kernel_size must be an int", "bool kernel"),
+        ErrorCase((x, f), {}, TypeError, "kernel_size", "no kernel"),
+        case((x, f), dict(dilation=0), ValueError, "dilation must be a positive int; got 0", "zero dilation"),
+        case((x, f), dict(dilation=-2), ValueError, "dilation must be a positive int", "negative dilation"),
+        case((x, f), dict(dilation=1.5), TypeError, "dilation must be an int", "float dilation"),
+        case((x, f), dict(dilation=(1, 2)), TypeError, "dilation must be an int", "pair dilation"),
+        case((x[:, :0], f), {}, ValueError, "x must have at least one channel and one pixel", "no channels"),
+        case((x[:, :, :0], f[:, :, :0]), {}, ValueError, "x must have at least one channel and one pixel", "no rows"),
+        case((x, f), dict(backend="cpp"), ValueError, "backend must be one of", "unknown backend"),
+        case((x, f), dict(backend=None), ValueError, "backend must be one of", "backend not str"),
+        case((x, f.to("meta")), {}, ValueError, "filters is on meta but x is on cpu", "mixed devices"),
+        ErrorCase((x, f, 3), {}, TypeError, "positional", "positional kernel"),
+    ]
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+def dynamic_filter_cost(B, C, H, W, k, *, itemsize=4) -> Cost:
+    """DFN (Chapter 2, eq-dfn): per-pixel filters ``(B, k^2, H, W)`` shared by the channels;
+    FLOPs ``2 B C H W k^2``, bytes: input, filters and output."""
+    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
+        check_positive_int(name, v)
+    k = check_kernel_size("k", k)
+    return Cost(2 * B * C * H * W * k * k,
+                itemsize * (2 * B * C * H * W + B * k * k * H * W))
+
+
+def _bench_inputs(B, C, H, W, k, dtype, device, gen):
+    return (torch.randn(B, C, H, W, generator=gen, dtype=dtype, device=device),
+            torch.randn(B, k * k, H, W, generator=gen, dtype=dtype, device=device) / k)
+
+
+def _bench_call(backend, k, x, filters):
+    return dynamic_filter(x, filters, kernel_size=k, backend=backend)
+
+
+BENCH = BenchCase("dfn", "DFN dynamic_filter (per-pixel filter shared by channels)", ("numba", "torch", "cuda"),
+                  _bench_inputs, _bench_call, dynamic_filter_cost, unfold_memory(dynamic_filter_cost))
+
+
+# ----------------------------------------------------------------------------- the layer
+
+def dfn_parameter_formula(channels: int) -> int:
+    """The filter branch, two 3x3 convolutions ``C -> C`` and a 1x1 one to ``k^2`` taps:
+    ``2 (C*9 + 1) C + (C + 1) k^2`` (Chapter 2, eq-dfn-params)."""
+    C, k = channels, KERNEL_SIZE
+    return 2 * (C * 9 + 1) * C + (C + 1) * k * k
+
+
+def _make_layer(channels: int, backend: str = "auto"):
+    return DynamicFilterLayer(channels, KERNEL_SIZE, hidden_channels=(channels, channels), backend=backend)
+
+
+# Local field 5: a pixel's filter is predicted by the branch's two 3x3 convolutions (5 x 5), and
+# applied to its 3 x 3 neighbours, inside that window.
+LAYER = LayerSpec("DFN", "dfn2016", _make_layer, dfn_parameter_formula, local_field=5,
+                  description="DFN: a 3x3 filter per pixel, shared by the channels (Chapter 2)")
+
+SPECS = (
+    OpSpec("dynamic_filter", dynamic_filter, chapter=2, equation="eq-dfn", sample_inputs=sample_inputs,
+           random_input=random_input, reference=reference, error_inputs=error_inputs,
+           bench=(BENCH,), layer=LAYER,
+           description="DFN's per-pixel filter, shared by the channels"),
+)
