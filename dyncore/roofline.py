@@ -10,10 +10,10 @@ memory, nor faster than the time it needs to do its arithmetic at the machine's 
   best rate seen;
 * :func:`measure_peak_flops` times a large matrix product (``2 n^3`` flops), the most
   compute-bound operation PyTorch has;
-* the ``*_cost`` functions give each operator's :class:`Cost`: the FLOPs its equation needs
-  (a multiply-add is 2 FLOPs, as in ``torch.utils.flop_counter``) and the bytes it cannot avoid
-  moving (every input read once, the output written once: a lower bound, caches assumed
-  perfect).
+* each operator's spec (``BenchCase.cost`` in its ``spec.py``, read by :func:`operator_cost`)
+  gives its :class:`Cost`: the FLOPs its equation needs (a multiply-add is 2 FLOPs, as in
+  ``torch.utils.flop_counter``) and the bytes it cannot avoid moving (every input read once,
+  the output written once: a lower bound, caches assumed perfect).
 
 :func:`fraction_of_bound` is ``bound / measured``: 1 means the kernel runs at the machine's
 limit, 0.25 that it takes 4 times as long as the limit allows.
@@ -27,13 +27,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .validation import check_kernel_size, check_positive_int
+from .validation import check_positive_int
 
 __all__ = [
-    "Cost", "Machine", "measure_bandwidth", "measure_peak_flops", "measure_machine",
-    "conv2d_cost", "depthwise_conv2d_cost", "dynamic_filter_cost", "context_filter_cost",
-    "ddf_cost", "large_sampling_filter_cost", "adaptive_dilation_conv_cost", "COSTS",
-    "operator_cost", "bound_seconds", "fraction_of_bound", "plot_roofline",
+    "Cost", "Machine", "measure_bandwidth", "measure_peak_flops", "measure_machine", "operator_cost",
+    "bound_seconds", "fraction_of_bound", "plot_roofline",
 ]
 
 
@@ -160,113 +158,15 @@ def measure_machine(device: str | torch.device = "cpu", dtype: torch.dtype = tor
                    torch.get_num_threads(), copy, triad)
 
 
-# ----------------------------------------------------------------------------------------
-# Minimum cost of each operator (forward pass). ``itemsize``: bytes per element (4 for float32).
-# ----------------------------------------------------------------------------------------
-
-def _out_size(n: int, stride: int) -> int:
-    return (n - 1) // stride + 1
-
-
-def _check(B, C, H, W, k):
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    return check_kernel_size("k", k)
-
-
-def conv2d_cost(B, C, H, W, k, *, out_channels=None, stride=1, itemsize=4) -> Cost:
-    """Dense ``k x k`` convolution ``C -> out_channels`` (default ``C``), same padding.
-
-    FLOPs ``2 B Co Ho Wo C k^2``; bytes: input, weight ``Co C k^2`` and output.
-    """
-    k = _check(B, C, H, W, k)
-    Co = C if out_channels is None else check_positive_int("out_channels", out_channels)
-    Ho, Wo = _out_size(H, stride), _out_size(W, stride)
-    flops = 2 * B * Co * Ho * Wo * C * k * k
-    return Cost(flops, itemsize * (B * C * H * W + Co * C * k * k + B * Co * Ho * Wo))
-
-
-def depthwise_conv2d_cost(B, C, H, W, k, *, stride=1, itemsize=4) -> Cost:
-    """Depthwise ``k x k`` convolution (``groups = C``): FLOPs ``2 B C Ho Wo k^2``."""
-    k = _check(B, C, H, W, k)
-    Ho, Wo = _out_size(H, stride), _out_size(W, stride)
-    return Cost(2 * B * C * Ho * Wo * k * k,
-                itemsize * (B * C * H * W + C * k * k + B * C * Ho * Wo))
-
-
-def dynamic_filter_cost(B, C, H, W, k, *, itemsize=4) -> Cost:
-    """DFN (Chapter 2): per-pixel filters ``(B, k^2, H, W)`` shared by the channels."""
-    k = _check(B, C, H, W, k)
-    return Cost(2 * B * C * H * W * k * k,
-                itemsize * (2 * B * C * H * W + B * k * k * H * W))
-
-
-def context_filter_cost(B, C, H, W, k, *, itemsize=4) -> Cost:
-    """DMNet's context filter (Chapter 4): one depthwise ``k x k`` filter per image and channel."""
-    k = _check(B, C, H, W, k)
-    return Cost(2 * B * C * H * W * k * k,
-                itemsize * (2 * B * C * H * W + B * C * k * k))
-
-
-def ddf_cost(B, C, H, W, k, *, stride=1, itemsize=4) -> Cost:
-    """DDF (Chapter 6, Eq. 2): ``3 n c k^2`` FLOPs, the paper's count for "filter combination
-    and application" (spatial x channel, x input, add), with ``n = B Ho Wo``; bytes: input,
-    spatial filter ``(B, k^2, Ho, Wo)``, channel filter ``(B, C, k^2)`` and output."""
-    k = _check(B, C, H, W, k)
-    Ho, Wo = _out_size(H, stride), _out_size(W, stride)
-    return Cost(3 * B * C * Ho * Wo * k * k,
-                itemsize * (B * C * H * W + B * k * k * Ho * Wo + B * C * k * k + B * C * Ho * Wo))
-
-
-def large_sampling_filter_cost(B, C, H, W, k, *, out_channels=None, samples=3, itemsize=4) -> Cost:
-    """LS-DFN (Chapter 3) with the channel-sum factorization ``S = sum_u x[u]``.
-
-    Per output ``(b, v, y, x)`` and sample: ``k^2`` taps of ``A_pos * V * S`` (3 FLOPs each),
-    the centre term ``sum_u U x`` (``2C``), and the sample's weight (2); plus ``C`` adds per
-    pixel for ``S``. Bytes: ``x``, ``U (B, Co, C, H, W)``, ``V`` and ``A_pos (B, Co, k^2, H, W)``,
-    ``A_sam (B, Co, s^2, H, W)`` and the output. ``U`` alone is ``Co`` times the input: the
-    operator is memory-bound by construction.
-    """
-    k = _check(B, C, H, W, k)
-    Co = C if out_channels is None else check_positive_int("out_channels", out_channels)
-    s = check_kernel_size("samples", samples)
-    n = B * H * W
-    flops = n * Co * s * s * (3 * k * k + 2 * C + 2) + n * C
-    elements = n * C + n * Co * C + 2 * n * Co * k * k + n * Co * s * s + n * Co
-    return Cost(flops, itemsize * elements)
-
-
-def adaptive_dilation_conv_cost(B, C, H, W, k, *, out_channels=None, dilations=3, itemsize=4) -> Cost:
-    """PAD-Nets' gated sum (Chapter 5) with soft gates: ``D`` dense convolutions, weighted.
-
-    FLOPs ``D (2 B Co H W C k^2 + 2 B Co H W)``; bytes: input, weight, gates ``(B, D, H, W)``,
-    bias and output. With one-hot gates the fused kernel does ``1/D`` of the FLOPs.
-    """
-    k = _check(B, C, H, W, k)
-    Co = C if out_channels is None else check_positive_int("out_channels", out_channels)
-    D = check_positive_int("dilations", dilations)
-    n = B * H * W
-    flops = D * (2 * n * Co * C * k * k + 2 * n * Co)
-    return Cost(flops, itemsize * (n * C + Co * C * k * k + n * D + Co + n * Co))
-
-
-#: The cost function of each benchmark operator name of :mod:`dyncore.bench`.
-COSTS = {
-    "conv2d": conv2d_cost,
-    "depthwise": depthwise_conv2d_cost,
-    "dfn": dynamic_filter_cost,
-    "dcm": context_filter_cost,
-    "ddf": ddf_cost,
-    "lsdfn": large_sampling_filter_cost,
-    "pad": adaptive_dilation_conv_cost,
-}
-
-
 def operator_cost(op: str, B: int, C: int, H: int, W: int, k: int, itemsize: int = 4) -> Cost:
-    """:class:`Cost` of benchmark operator ``op`` (a key of :data:`COSTS`) on ``(B, C, H, W)``."""
-    if op not in COSTS:
-        raise ValueError(f"op must be one of {sorted(COSTS)}; got {op!r}")
-    return COSTS[op](B, C, H, W, k, itemsize=itemsize)
+    """:class:`Cost` of benchmark case ``op`` on ``(B, C, H, W)`` with kernel size ``k``.
+
+    The cost function is the one the operator's spec declares (``BenchCase.cost`` in the method
+    folder's ``spec.py``; :func:`dyncore.opspec.bench_cases` lists them): there is no second list.
+    """
+    from .opspec import get_bench_case
+
+    return get_bench_case(op).cost(B, C, H, W, k, itemsize=itemsize)
 
 
 def bound_seconds(cost: Cost, machine: Machine) -> float:

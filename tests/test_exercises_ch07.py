@@ -7,8 +7,9 @@ import pytest
 from numba import njit, prange
 
 from solutions import load_solutions
-from dyncore.exercises import ch07
-from dyncore.roofline import Cost, depthwise_conv2d_cost
+from dyncore.exercises import ch07, ch07_fits, ch07_kernels
+from dyncore.conv.spec import depthwise_conv2d_cost
+from dyncore.roofline import Cost
 
 SOL = load_solutions("07_performance")
 
@@ -189,10 +190,10 @@ def test_row_and_term_costs_check_accepts_the_per_row_fit():
 def test_the_two_fits_differ_with_noise_and_agree_without():
     w = [20, 40, 80, 160, 320, 640]
     exact = [60 / (9 * x) + 0.25 for x in w]
-    (a1, b1), (a2, b2) = ch07._row_term_fits(w, exact, 9)
+    (a1, b1), (a2, b2) = ch07_fits._row_term_fits(w, exact, 9)
     assert (a1, b1) == pytest.approx((60, 0.25)) and (a2, b2) == pytest.approx((60, 0.25))
     noisy = [t * (1 + 0.05 * (-1) ** i) for i, t in enumerate(exact)]
-    (a1, _), (a2, _) = ch07._row_term_fits(w, noisy, 9)
+    (a1, _), (a2, _) = ch07_fits._row_term_fits(w, noisy, 9)
     assert not math.isclose(a1, a2, rel_tol=1e-6)  # so accepting both is a real choice
 
 
@@ -244,7 +245,7 @@ def _no_zeroing(x, weight, out):
 
 @njit
 def _flipped(x, weight, out):  # a true convolution: the kernel turned by 180 degrees
-    ch07.depthwise_rows_reference(x, weight[:, ::-1, ::-1].copy(), out)
+    ch07_kernels.depthwise_rows_reference(x, weight[:, ::-1, ::-1].copy(), out)
 
 
 @njit(parallel=True)
@@ -281,7 +282,7 @@ def _returns_new(x, weight, out):
 
 
 @pytest.mark.parametrize("wrong,match", [
-    (ch07.depthwise_slow, r"no packed \(SIMD\) multiply .* zero-based views"),
+    (ch07_kernels.depthwise_slow, r"no packed \(SIMD\) multiply .* zero-based views"),
     (_negative_index, r"no packed \(SIMD\) multiply .* xx \+ ox, which could be negative"),
     (_no_zeroing, "unwritten .*zero each output row"),
     (_flipped, r"out, against F\.conv2d.* is wrong"),
@@ -302,8 +303,8 @@ def test_the_slow_kernel_and_the_reference_agree_bit_for_bit():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((3, 5, 5))
     a, b = np.empty_like(x), np.empty_like(x)
-    ch07.depthwise_slow(x, w, a)
-    ch07.depthwise_rows_reference(x, w, b)
+    ch07_kernels.depthwise_slow(x, w, a)
+    ch07_kernels.depthwise_rows_reference(x, w, b)
     assert np.array_equal(a, b)
 
 

@@ -252,3 +252,178 @@ def test_num_threads_sets_and_restores_both_pools():
     with pytest.raises(ValueError, match="n must be a positive int"):
         with utils.num_threads(0):
             pass
+
+
+# ---------------------------------------------------------------- the validation helpers
+
+@pytest.mark.parametrize("value", [True, False])
+def test_check_bool_accepts_bools(value):
+    assert V.check_bool("hard", value) is value
+
+
+@pytest.mark.parametrize("value", [0, 1, "yes", None, np.bool_(True)])
+def test_check_bool_refuses_non_bools(value):
+    with pytest.raises(TypeError, match=r"hard must be a bool \(True or False\)"):
+        V.check_bool("hard", value)
+
+
+def test_check_choice():
+    assert V.check_choice("aggregation", "gated", ("markov", "gated")) == "gated"
+    with pytest.raises(ValueError, match=r"aggregation must be one of 'markov', 'gated'; got 'sum'"):
+        V.check_choice("aggregation", "sum", ("markov", "gated"))
+    with pytest.raises(ValueError, match="scale must be one of 1, 2"):
+        V.check_choice("scale", True, (1, 2))  # True == 1, but it is not the int 1
+
+
+@pytest.mark.parametrize("value,expected", [(1, 1.0), (0.5, 0.5), (np.float32(2.0), 2.0)])
+def test_check_positive_number_accepts(value, expected):
+    out = V.check_positive_number("tau", value)
+    assert out == expected and type(out) is float
+
+
+@pytest.mark.parametrize("value,error,match", [
+    (0, ValueError, "tau must be a positive, finite number; got 0.0"),
+    (-1.5, ValueError, "positive, finite"),
+    (float("inf"), ValueError, "positive, finite"),
+    (float("nan"), ValueError, "positive, finite"),
+    (True, TypeError, "tau must be a positive number; got bool"),
+    ("1", TypeError, "got str"),
+    (None, TypeError, "got NoneType"),
+])
+def test_check_positive_number_refuses(value, error, match):
+    with pytest.raises(error, match=match):
+        V.check_positive_number("tau", value)
+
+
+def test_check_channels_names_the_argument_that_is_wrong():
+    assert V.check_channels(in_channels=3, out_channels=8) == (3, 8)
+    assert V.check_channels() == ()
+    with pytest.raises(ValueError, match="out_channels"):
+        V.check_channels(in_channels=3, out_channels=0)
+    with pytest.raises(TypeError, match="in_channels"):
+        V.check_channels(in_channels=2.0, out_channels=3)
+
+
+# ---------------------------------------------------------------- geometry
+
+def _brute_valid_range(n_out, n_in, stride, offset):
+    inside = [o for o in range(n_out) if 0 <= o * stride + offset < n_in]
+    return (inside[0], inside[-1] + 1) if inside else None
+
+
+def test_valid_range_against_brute_force():
+    """Every size, stride and offset up to small bounds: ``[lo, hi)`` holds exactly the outputs
+    whose input lies inside (contiguous), and is empty (``lo == hi``) when there are none."""
+    from dyncore.geometry import output_size, valid_range
+
+    for n_in in range(1, 9):
+        for stride in range(1, 4):
+            for n_out in {output_size(n_in, stride), 1, n_in + 2}:
+                for offset in range(-10, 11):
+                    lo, hi = valid_range(n_out, n_in, stride, offset)
+                    expected = _brute_valid_range(n_out, n_in, stride, offset)
+                    if expected is None:
+                        assert lo == hi, (n_out, n_in, stride, offset, lo, hi)
+                    else:
+                        assert (lo, hi) == expected, (n_out, n_in, stride, offset)
+
+
+def test_output_size_and_tap_offsets_match_conv2d():
+    from dyncore.geometry import output_size, tap_offset, tap_offsets
+
+    for k, d in [(1, 1), (3, 1), (3, 2), (5, 3)]:
+        offsets = tap_offsets(k, d)
+        assert offsets.shape == (k * k, 2) and offsets.dtype == torch.long
+        assert offsets[k * k // 2].tolist() == [0, 0]  # the centre tap reads the pixel itself
+        assert offsets.tolist() == [list(tap_offset(t, k, d)) for t in range(k * k)]
+        r = (k - 1) // 2
+        assert offsets[0].tolist() == [-r * d, -r * d] and offsets[-1].tolist() == [r * d, r * d]
+        # tap t of a one-hot weight picks x at that offset: F.conv2d agrees
+        x = torch.arange(1.0, 1 + 15 * 17).reshape(1, 1, 15, 17)  # every tap of (7, 8) inside
+        for t in range(k * k):
+            w = torch.zeros(1, 1, k, k)
+            w.view(-1)[t] = 1
+            out = torch.nn.functional.conv2d(x, w, padding=d * r, dilation=d)
+            oy, ox = offsets[t].tolist()
+            assert out[0, 0, 7, 8] == x[0, 0, 7 + oy, 8 + ox]
+    for n in range(1, 10):
+        for s in range(1, 4):
+            x = torch.zeros(1, 1, n, 1)
+            assert output_size(n, s) == torch.nn.functional.conv2d(x, torch.zeros(1, 1, 3, 1), stride=s,
+                                                                   padding=(1, 0)).shape[2]
+    with pytest.raises(ValueError, match="kernel_size"):
+        tap_offsets(4)
+    with pytest.raises(ValueError, match="dilation"):
+        tap_offsets(3, 0)
+
+
+# ---------------------------------------------------------------- backend.dispatch and the CUDA bridge
+
+@pytest.mark.parametrize("backend", ["loops", "numba", "torch", "cuda"])
+def test_dispatch_returns_zeros_for_an_empty_output_without_running_anything(backend):
+    from dyncore.backend import dispatch
+
+    def never(*args):
+        raise AssertionError("nothing should run for an empty output")
+
+    x = torch.randn(0, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    out = dispatch(backend, (x, w, None), (3,), out_shape=(0, 2, 4, 5), loops=never, vectorized=never,
+                   kernels={"numba": None, "cuda": None})
+    assert out.shape == (0, 2, 4, 5) and out.dtype == x.dtype
+    out.sum().backward()  # still on the graph: empty gradients, not an error
+    assert x.grad.shape == x.shape and torch.equal(w.grad, torch.zeros_like(w))
+
+
+def test_dispatch_routes_loops_and_torch():
+    from dyncore.backend import dispatch
+
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64)
+    scale = 2.0
+    common = dict(out_shape=tuple(x.shape), kernels={})
+    out = dispatch("loops", (x,), (scale,), loops=lambda a, s: a * s, vectorized=None, **common)
+    torch.testing.assert_close(out, x * scale)
+    out = dispatch("torch", (x,), (scale,), loops=None, vectorized=lambda a, s: a * s + 1, **common)
+    torch.testing.assert_close(out, x * scale + 1)
+
+
+def test_unravel4_in_a_kernel():
+    """``b, c, y, x = unravel4(n, out.shape)`` in a kernel (the simulator without a GPU) gives
+    the same index as ``numpy.unravel_index``."""
+    unravel4 = cuda_bridge.unravel4
+
+    @cuda.jit
+    def kernel(out):
+        n = cuda.grid(1)
+        if n < out.size:
+            b, c, y, x = unravel4(n, out.shape)
+            out[b, c, y, x] = n
+
+    shape = (2, 3, 4, 5)
+    out = np.full(shape, -1.0)
+    blocks, threads = cuda_bridge.launch_config(out.size)
+    kernel[blocks, threads](out)
+    assert np.array_equal(out, np.arange(out.size, dtype=float).reshape(shape))
+    for n in (0, 7, 59, 119):
+        assert tuple(int(v) for v in np.unravel_index(n, shape)) == tuple(
+            int(v) for v in (n // 60, (n // 20) % 3, (n // 5) % 4, n % 5))
+
+
+# ---------------------------------------------------------------- experiments.metrics
+
+def test_mean_iou_with_an_absent_class():
+    from dyncore.experiments.metrics import confusion_matrix, iou_per_class, mean_iou
+
+    target = torch.tensor([0, 0, 1, 1, 1, 0])
+    pred = torch.tensor([0, 1, 1, 1, 0, 0])
+    confusion = confusion_matrix(pred, target, 3)
+    assert confusion.tolist() == [[2, 1, 0], [1, 2, 0], [0, 0, 0]]
+    # class 0: TP 2, FP 1, FN 1 -> 2/4; class 1 the same; class 2 absent from both -> 1 by default
+    assert iou_per_class(confusion).tolist() == [0.5, 0.5, 1.0]
+    nan = iou_per_class(confusion, absent=float("nan"))
+    assert nan[:2].tolist() == [0.5, 0.5] and torch.isnan(nan[2])
+    assert mean_iou(pred, target, num_classes=3) == pytest.approx(2 / 3)
+    assert mean_iou(pred, target) == pytest.approx(0.5)  # two classes seen
+    assert mean_iou(target, target, num_classes=4) == 1.0
+    with pytest.raises(ValueError, match="one shape"):
+        confusion_matrix(pred, target[:3], 2)

@@ -1,5 +1,6 @@
-"""dyncore.side_by_side: every layer in the slot builds, runs forward and backward, has its
-paper's parameter count; the flop counter, the ERF, the table and the training loop; bad input."""
+"""dyncore.experiments.ch07 (Chapter 7's comparison): every layer in the slot builds, runs forward
+and backward, has its paper's parameter count; the flop counter, the ERF, the table and the
+training loop; bad input. The layers are read from the operators' specs."""
 
 import math
 
@@ -7,10 +8,12 @@ import pytest
 import torch
 
 import dyncore  # noqa: F401  (first: the CUDA simulator)
-from dyncore import side_by_side as S
+from dyncore.experiments import ch07 as S
+from dyncore.experiments import ch07_report as R
 from dyncore.experiments.ch05 import make_stripes
+from dyncore.utils import count_flops, count_parameters
 
-LAYERS = S.available_layers()
+LAYERS = S.layer_names()
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +21,13 @@ def tiny():
     return make_stripes(8, size=16, cell=8, tile=4, coarse_period=8, seed=3)
 
 
-def test_every_layer_of_the_book_is_known():
-    assert S.LAYERS == ("conv", "DFN", "LS-DFN", "DCM", "PAD", "DDF")
-    assert LAYERS[:5] == S.LAYERS[:5]  # only DDF may be missing, while Chapter 6 is being written
+def test_the_layers_come_from_the_specs_in_chapter_order():
+    """Every spec with a layer fills the slot; the baseline (the plain conv) comes first. Once every
+    method folder has its spec, these are the six layers of the book, in this order."""
+    book = ("conv", "DFN", "LS-DFN", "DCM", "PAD", "DDF")
+    assert LAYERS[0] == S.baseline() == "conv"
+    assert [n for n in book if n in LAYERS] == list(LAYERS)
+    assert set(S.global_context()) <= {"DCM", "DDF"} and set(S.global_context()) <= set(LAYERS)
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -58,7 +65,7 @@ def test_backends_agree_on_the_whole_model_float64(name, tiny):
 @pytest.mark.parametrize("name", LAYERS)
 @pytest.mark.parametrize("channels", [4, 8, 10])
 def test_parameter_count_matches_the_papers_formula(name, channels):
-    assert S.count_parameters(S.make_layer(name, channels)) == S.parameter_formula(name, channels)
+    assert count_parameters(S.make_layer(name, channels)) == S.parameter_formula(name, channels)
 
 
 def test_the_rest_of_the_network_is_shared():
@@ -67,7 +74,7 @@ def test_the_rest_of_the_network_is_shared():
     for part in ("stem", "post"):
         for pa, pb in zip(getattr(a, part).parameters(), getattr(b, part).parameters()):
             torch.testing.assert_close(pa, pb)
-    assert S.count_parameters(a) - S.count_parameters(a.layer) == S.count_parameters(b) - S.count_parameters(b.layer)
+    assert count_parameters(a) - count_parameters(a.layer) == count_parameters(b) - count_parameters(b.layer)
 
 
 def test_flop_counter_sees_convolutions_and_optionally_elementwise_work():
@@ -75,10 +82,10 @@ def test_flop_counter_sees_convolutions_and_optionally_elementwise_work():
     conv = S.make_model("conv")
     # stem 1->8 and 8->8, the slot's 8->8, the head's 8->8 (3x3), the 1x1 classifier: 2 flops per MAC
     macs = 16 * 16 * (1 * 8 * 9 + 3 * 8 * 8 * 9 + 8 * 2)
-    assert S.count_flops(conv, x) == 2 * macs
+    assert count_flops(conv, x) == 2 * macs
     dfn = S.make_model("DFN").set_backend("torch")
     # the DFN's own product-and-sum is invisible to the default counter
-    assert S.count_flops(dfn, x, elementwise=True) > S.count_flops(dfn, x)
+    assert count_flops(dfn, x, elementwise=True) > count_flops(dfn, x)
 
 
 def test_erf_support_is_the_theoretical_field_or_the_whole_image():
@@ -96,11 +103,12 @@ def test_erf_support_is_the_theoretical_field_or_the_whole_image():
         assert e["support"] >= S.theoretical_receptive_field("conv")
 
 
-@pytest.mark.skipif("DDF" not in LAYERS, reason="dyncore.ddf.modules.DDF is not available")
 def test_ddf_squeeze_units_are_counted(tiny):
+    from dyncore.ddf.spec import DDF_SE_RATIO
+
     model = S.make_model("DDF")
     active, total = S.ddf_active_squeeze_units(model, tiny)
-    assert total == max(1, round(S.DDF_SE_RATIO * 8)) and 0 <= active <= total
+    assert total == max(1, round(DDF_SE_RATIO * 8)) and 0 <= active <= total
     with torch.no_grad():
         model.layer.channel_branch[0].bias.fill_(-1e3)  # every unit off for every input
     assert S.ddf_active_squeeze_units(model, tiny) == (0, total)
@@ -128,14 +136,14 @@ def test_the_table_has_every_column(tiny):
     assert table.row("conv")["layer_time"] == 1.0 and table.row("conv")["model_time"] == 1.0
     assert table.row("PAD")["backend"] in S.CPU_BACKENDS
     text = str(table)
-    for _, header, _ in S.COLUMNS:
+    for _, header, _ in R.COLUMNS:
         assert header in text and header in table._repr_html_()
     assert set(extras["erf"]) == set(names)
     import matplotlib.pyplot as plt
-    fig = S.plot_comparison(table, extras["erf"], x="layer_params", baseline_range=(0.4, 0.6))
+    fig = R.plot_comparison(table, extras["erf"], x="layer_params", baseline_range=(0.4, 0.6))
     assert len(fig.axes) == 2 + len(names)
     plt.close(fig)
-    fig = S.plot_errors(models, tiny, index=1)
+    fig = R.plot_errors(models, tiny, index=1)
     assert len(fig.axes) == 2 + len(names)
     plt.close(fig)
 
@@ -149,9 +157,9 @@ def test_the_table_has_every_column(tiny):
     (lambda: S.train_model(S.make_model("conv"), make_stripes(2, size=16, cell=8), 0), ValueError, "steps"),
     (lambda: S.side_by_side(layers=("PAD",), steps=1), ValueError, "conv"),
     (lambda: S.latency({"conv": S.make_model("conv")}, torch.zeros(1, 1, 8, 8), part="head"), ValueError, "part"),
-    (lambda: S.plot_comparison(S.ComparisonTable([]), x="colour"), ValueError, "x"),
-    (lambda: S.plot_comparison(S.ComparisonTable([]), y="loss"), ValueError, "y"),
-    (lambda: S.plot_errors({}, make_stripes(2, size=16, cell=8), index=2), ValueError, "index"),
+    (lambda: R.plot_comparison(R.ComparisonTable([]), x="colour"), ValueError, "x"),
+    (lambda: R.plot_comparison(R.ComparisonTable([]), y="loss"), ValueError, "y"),
+    (lambda: R.plot_errors({}, make_stripes(2, size=16, cell=8), index=2), ValueError, "index"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(call, exc, words):
     with pytest.raises(exc, match=words):

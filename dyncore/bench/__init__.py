@@ -6,8 +6,9 @@ times the contenders one after another in one process and reports their ratios.
 * :func:`compare`, :class:`BenchmarkTable`, :func:`time_callable`, :func:`peak_memory`: the
   helpers every chapter uses;
 * :mod:`dyncore.bench.suite` (Chapter 7): every operator x backend x size, forward and
-  forward+backward, with peak memory and the roofline bound, saved as CSV or JSON with the
-  machine's description; :mod:`dyncore.bench.__main__` is its command line,
+  forward+backward, with peak memory and the roofline bound (the cases come from the operators'
+  specs, :func:`dyncore.opspec.bench_cases`); :mod:`dyncore.bench.results` saves them as CSV or
+  JSON with the machine's description; :mod:`dyncore.bench.__main__` is its command line,
   ``python -m dyncore.bench --help``.
 """
 
@@ -147,4 +148,5 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device = "cpu", wa
 
 # The suite (operators x backends x sizes, result files) and its command line, ``python -m
 # dyncore.bench``; imported last because it uses the helpers above.
-from .suite import OPERATORS, Results, available_operators, run  # noqa: E402, F401  (re-exported)
+from .results import Results  # noqa: E402, F401  (re-exported)
+from .suite import available_operators, run  # noqa: E402, F401  (re-exported)

@@ -17,7 +17,8 @@ import dyncore  # noqa: F401  first: it selects the CUDA simulator before Numba 
 import torch
 
 from .. import roofline
-from .suite import ALL_BACKENDS, MODES, OPERATORS, available_operators, parse_size, run
+from ..opspec import bench_cases
+from .suite import ALL_BACKENDS, MODES, available_operators, parse_size, run
 
 #: Sizes of the full run per device (the last one on a GPU is the paper's Table 2 input).
 DEFAULT_SIZES = {"cpu": "1x32x128x128,2x64x128x160", "cuda": "1x64x128x128,2x256x200x300"}
@@ -49,28 +50,25 @@ def _kernel_size(text):
     return k
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
-    return v
+def _positive(convert, kind):
+    """An argparse type: ``convert(text)`` (``float`` or ``int``), which must be positive."""
+    def parse(text):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}; got {text!r}") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
+        return v
+    return parse
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be positive; got {text!r}")
-    return v
+_positive_float = _positive(float, "a number")
+_positive_int = _positive(int, "an int")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ops = list(OPERATORS)
+    ops = available_operators()
     p = argparse.ArgumentParser(
         prog="python -m dyncore.bench",
         description="Time every dyncore operator x backend x size (forward, forward+backward), "
@@ -113,19 +111,14 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        available = set(available_operators())
-        for name, op in OPERATORS.items():
-            flag = "" if name in available else "   (not importable in this checkout)"
-            print(f"{name:<10} {op.description}; backends: {', '.join(op.backends)}{flag}")
+        for case in bench_cases():
+            print(f"{case.name:<10} {case.description}; backends: {', '.join(case.backends)}")
         return 0
     if args.out is not None and not args.out.lower().endswith((".csv", ".json")):
         parser.error(f"--out must end in .csv or .json; got {args.out!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: PyTorch sees no CUDA GPU on this machine")
     ops = args.ops or available_operators()
-    missing = [op for op in ops if op not in available_operators()]
-    if missing:
-        parser.error(f"--ops: {', '.join(missing)} not importable in this checkout")
     backends = args.backends or (["native", "numba", "torch"] if args.device == "cpu"
                                  else ["native", "cuda", "torch"])
     sizes = args.sizes or [parse_size(s) for s in

@@ -1,33 +1,31 @@
 """Checks for the exercises of Chapter 7, the kernels at the limit (``exercises/07_performance.md``).
 
-* :func:`check_depthwise_cost` -- the minimum FLOPs and bytes of a strided depthwise
-  convolution, against :func:`dyncore.roofline.depthwise_conv2d_cost` and, for the FLOPs,
-  ``torch.utils.flop_counter`` on ``F.conv2d(..., groups=C)``;
-* :func:`check_roofline_bound` -- the roofline bound, the arithmetic intensity and the side of
-  the ridge point, on synthetic machines whose answers are exact;
-* :func:`check_loglog_slope` -- the least-squares exponent of a power law in log-log space,
-  on synthetic timings with known exponents and noise;
-* :func:`check_row_and_term_costs` -- the chapter's split of a kernel's time into a fixed cost
-  per output row and a cost per term, by least squares on synthetic timings;
-* :func:`check_depthwise_rows` -- a Numba kernel whose inner loop runs along contiguous rows:
-  its output against ``F.conv2d`` in float64, and its compiled machine code for packed (SIMD)
-  multiplies, against a reference kernel compiled on the same machine. No timing: the checks are
-  exact.
+The notebook imports this module only; the checks live by concern:
+
+* here, the cost model: :func:`check_depthwise_cost` -- the minimum FLOPs and bytes of a strided
+  depthwise convolution, against :func:`dyncore.conv.spec.depthwise_conv2d_cost` (the cost model of
+  the depthwise benchmark case) and, for the FLOPs, ``torch.utils.flop_counter`` on
+  ``F.conv2d(..., groups=C)``; :func:`check_roofline_bound` -- the roofline bound, the arithmetic
+  intensity and the side of the ridge point, on synthetic machines whose answers are exact;
+* :mod:`.ch07_fits`, fits to timings: :func:`check_loglog_slope` (the least-squares exponent of a
+  power law) and :func:`check_row_and_term_costs` (a fixed cost per output row and a cost per term);
+* :mod:`.ch07_kernels`, a compiled kernel: :func:`check_depthwise_rows` (a Numba kernel whose
+  inner loop runs along contiguous rows, checked for its output and its packed (SIMD) multiplies).
 """
 
 from __future__ import annotations
 
 import math
-import re
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from numba import njit, prange
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..roofline import Cost, Machine, bound_seconds, depthwise_conv2d_cost
-from . import call, expect_close, passed
+from ..conv.spec import depthwise_conv2d_cost
+from ..roofline import Cost, Machine, bound_seconds
+from . import call, passed
+from .ch07_fits import check_loglog_slope, check_row_and_term_costs
+from .ch07_kernels import check_depthwise_rows, depthwise_rows_reference, depthwise_slow, simd_multiplies
 
 __all__ = [
     "CHECKS",
@@ -210,247 +208,6 @@ def check_roofline_bound(fn) -> None:
     passed(f"roofline_bound gives the bound, the intensity and the limit on {len(BOUND_CASES)} "
            "operators of 3 synthetic machines, on both sides of their ridge points")
 
-
-# --------------------------------------------------------------------------------------------
-# Exercise 3: the measured exponent of a power law
-# --------------------------------------------------------------------------------------------
-
-#: (sizes, exponent, noise): multiplicative log-normal noise of that standard deviation.
-SLOPE_CASES = [
-    ([64, 128, 256, 512], 1.0, 0.0),
-    ([1, 2, 3, 5, 8, 13], 2.0, 0.0),
-    ([4096, 8100, 16384, 32400, 65536, 129600], 1.0, 0.15),
-    ([8, 16, 32, 64, 128], 1.7, 0.2),
-    ([3, 5, 7, 9, 11], 2.0, 0.1),
-    ([10, 100, 1000, 10000], 0.5, 0.3),
-]
-
-
-def _lsq_slope(x, y):
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
-def check_loglog_slope(fn) -> None:
-    """``fn(sizes, seconds)`` must return the exponent ``p`` of the least-squares fit of
-    ``log(seconds) = p log(sizes) + c`` (any base of logarithm: it cancels)."""
-    rng = np.random.default_rng(703)
-    for sizes, p, noise in SLOPE_CASES:
-        x = np.array(sizes, dtype=float)
-        y = 3e-4 * (x / x[0]) ** p * np.exp(noise * rng.standard_normal(len(x)))
-        expected = _lsq_slope(x, y)
-        what = f"loglog_slope(sizes={sizes}, seconds of a power law of exponent {p} with noise {noise})"
-        got = call(fn, list(sizes), [float(v) for v in y], name="loglog_slope")
-        if got is None:
-            raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
-        if np.ndim(got) != 0:
-            raise AssertionError(f"{what} returned {got!r}; return one number, the slope "
-                                 "(np.polyfit returns [slope, intercept])")
-        got = float(got)
-        if math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12):
-            continue
-        lx, ly = np.log(x), np.log(y)
-        candidates = [
-            (float(np.polyfit(x, y, 1)[0]), "That is the slope of a straight line through (size, "
-             "seconds): fit log(seconds) against log(size)."),
-            (float(np.polyfit(lx, ly, 1)[1]), "That is the intercept: np.polyfit returns "
-             "[slope, intercept]."),
-            (float(np.polyfit(ly, lx, 1)[0]), "That regresses log(size) on log(seconds): the exponent "
-             "is the slope of log(seconds) against log(size)."),
-            (float((ly[-1] - ly[0]) / (lx[-1] - lx[0])), "That uses only the first and last points: "
-             "fit all of them by least squares, so that one noisy timing does not set the slope."),
-            (float(np.polyfit(x, ly, 1)[0]), "That fits log(seconds) against the size itself: take the "
-             "log of the sizes too."),
-            (float(np.polyfit(lx, y, 1)[0]), "That fits the seconds themselves against log(size): take "
-             "the log of the seconds too."),
-            (float(np.mean(np.diff(ly) / np.diff(lx))), "That averages the slopes between neighbours: "
-             "it is not the least-squares slope, and it weighs noisy points oddly."),
-        ]
-        hint = next((h for v, h in candidates if math.isclose(got, v, rel_tol=1e-9, abs_tol=1e-12)),
-                    "Fit log(seconds) = p log(size) + c by least squares, e.g. "
-                    "np.polyfit(np.log(sizes), np.log(seconds), 1).")
-        raise AssertionError(f"{what}: slope {got:.6g}, expected {expected:.6g}. {hint}")
-    passed(f"loglog_slope is the least-squares exponent on {len(SLOPE_CASES)} synthetic power laws, "
-           "with and without noise")
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 4: a fixed cost per row and a cost per term
-# --------------------------------------------------------------------------------------------
-
-#: (widths, taps, ns per row, ns per term, noise): the model ns/term = a_row / (taps W) + b_term.
-ROW_COST_CASES = [
-    ([20, 40, 80, 160, 320, 640], 9, 60.0, 0.25, 0.0),
-    ([16, 64, 256], 25, 200.0, 0.1, 0.0),
-    ([20, 40, 80, 160, 320, 640], 9, 45.0, 0.4, 0.05),
-    ([8, 12, 32, 100, 300, 1000], 9, 120.0, 0.3, 0.08),
-]
-
-
-def _row_term_fits(widths, per_term, taps):
-    """Both least-squares fits of the model: on ns per term, and on ns per row."""
-    w = np.asarray(widths, dtype=float)
-    y = np.asarray(per_term, dtype=float)
-    a1, b1 = np.polyfit(1 / (taps * w), y, 1)         # ns/term = a / (taps W) + b
-    b2, a2 = np.polyfit(taps * w, y * taps * w, 1)    # ns/row  = a + b taps W
-    return (float(a1), float(b1)), (float(a2), float(b2))
-
-
-def check_row_and_term_costs(fn) -> None:
-    """``fn(widths, ns_per_term, taps)`` must return ``(a_row, b_term)``, the least-squares fit of
-    ``ns_per_term = a_row / (taps * width) + b_term`` (fitting ``ns per row = a_row + b_term taps
-    width`` instead is accepted too: with noise the two weigh the points differently)."""
-    rng = np.random.default_rng(705)
-    for widths, taps, a, b, noise in ROW_COST_CASES:
-        w = np.asarray(widths, dtype=float)
-        y = (a / (taps * w) + b) * np.exp(noise * rng.standard_normal(len(w)))
-        fits = _row_term_fits(widths, y, taps)
-        what = (f"row_and_term_costs(widths={widths}, ns_per_term of a_row={a:g}, b_term={b:g}"
-                f"{f' with noise {noise}' if noise else ''}, taps={taps})")
-        got = call(fn, list(widths), [float(v) for v in y], taps, name="row_and_term_costs")
-        if got is None:
-            raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
-        if np.ndim(got) != 1 or len(got) != 2:
-            raise AssertionError(f"{what} returned {got!r}; return a tuple (a_row, b_term)")
-        ga, gb = (float(v) for v in got)
-        if any(math.isclose(ga, fa, rel_tol=1e-8) and math.isclose(gb, fb, rel_tol=1e-8, abs_tol=1e-12)
-               for fa, fb in fits):
-            continue
-        (ea, eb), _ = fits
-        if any(math.isclose(ga, fb, rel_tol=1e-8) and math.isclose(gb, fa, rel_tol=1e-8) for fa, fb in fits):
-            hint = "Those are (b_term, a_row): return the cost per row first."
-        elif any(math.isclose(ga * taps, fa, rel_tol=1e-8) or math.isclose(ga / taps, fa, rel_tol=1e-8)
-                 for fa, _ in fits):
-            hint = (f"a_row is off by a factor of taps = {taps}: a row of width W holds taps * W terms, so "
-                    "the row's fixed cost adds a_row / (taps * W) to each term.")
-        else:
-            slope, icpt = np.polyfit(w, y, 1)
-            hint = ("That fits ns per term against the width itself: the fixed cost is shared by the "
-                    "taps * W terms of a row, so ns per term is linear in 1 / (taps * W)."
-                    if math.isclose(ga, slope, rel_tol=1e-8) or math.isclose(gb, icpt, rel_tol=1e-8)
-                    else "Fit ns_per_term against 1 / (taps * width) by least squares: the slope is "
-                         "a_row, the intercept b_term.")
-        raise AssertionError(f"{what}: returned ({ga:.6g}, {gb:.6g}), expected ({ea:.6g}, {eb:.6g}). {hint}")
-    passed(f"row_and_term_costs recovers the cost per row and per term on {len(ROW_COST_CASES)} "
-           "synthetic sweeps, with and without noise")
-
-
-# --------------------------------------------------------------------------------------------
-# Exercise 5: a kernel whose inner loop runs along the rows
-# --------------------------------------------------------------------------------------------
-
-@njit(cache=True)
-def depthwise_slow(x, weight, out):
-    """Depthwise ``k x k`` convolution, same padding, written pixel by pixel: the loops run over
-    columns, then rows, with the zero-padding test on every term. Correct, and slow."""
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for b in range(B):
-        for c in range(C):
-            for xx in range(W):
-                for y in range(H):
-                    acc = 0.0
-                    for i in range(k):
-                        for j in range(k):
-                            ys, xs = y + i - r, xx + j - r
-                            if 0 <= ys < H and 0 <= xs < W:
-                                acc += weight[c, i, j] * x[b, c, ys, xs]
-                    out[b, c, y, xx] = acc
-
-
-def _depthwise_rows(x, weight, out):
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for n in prange(B * C * H):  # one output row (b, c, y) per iteration: it writes only that row
-        b, c, y = n // (C * H), (n // H) % C, n % H
-        row = out[b, c, y]
-        row[:] = 0
-        for i in range(k):
-            ys = y + i - r
-            if ys < 0 or ys >= H:
-                continue
-            for j in range(k):
-                ox = j - r
-                lo, hi = max(0, -ox), min(W, W - ox)  # columns whose tap (i, j) is inside
-                if lo >= hi:
-                    continue
-                w = weight[c, i, j]
-                src = x[b, c, ys, lo + ox:hi + ox]  # zero-based views: no index is negative
-                dst = row[lo:hi]
-                for t in range(hi - lo):
-                    dst[t] += w * src[t]
-
-
-#: The reference of Exercise 5 (the same loops as the solution, kept with the checks).
-depthwise_rows_reference = njit(parallel=True, cache=True)(_depthwise_rows)
-
-#: (B, C, H, W, k): odd sizes, a 1 x 1 kernel, and images narrower than the kernel.
-ROWS_CASES = [(1, 1, 5, 5, 3), (2, 3, 7, 9, 3), (1, 2, 6, 11, 5), (2, 2, 4, 3, 5), (1, 3, 3, 8, 1),
-              (1, 1, 2, 2, 7)]
-
-_PACKED = re.compile(r"\bv?(?:mul|fmadd\w*|fmsub\w*|fnmadd\w*)p[sd]\b")
-_SCALAR = re.compile(r"\bv?muls[sd]\b")
-
-
-def simd_multiplies(py_func, *args) -> tuple[int, int]:
-    """``(packed, scalar)`` multiply instructions in the machine code of ``py_func``, compiled
-    afresh for ``args`` (serially: ``prange`` becomes ``range``, the inner loops are the same)."""
-    fresh = njit(cache=False)(py_func)
-    fresh(*args)
-    asm = "\n".join(fresh.inspect_asm().values())
-    return len(_PACKED.findall(asm)), len(_SCALAR.findall(asm))
-
-
-_REFERENCE_SIMD: list = []
-
-
-def _reference_simd(args):
-    if not _REFERENCE_SIMD:
-        _REFERENCE_SIMD.append(simd_multiplies(_depthwise_rows, *args)[0])
-    return _REFERENCE_SIMD[0]
-
-
-def check_depthwise_rows(fn) -> None:
-    """``fn(x, weight, out)``, a Numba ``@njit`` function, must write the depthwise convolution of
-    ``x (B, C, H, W)`` with ``weight (C, k, k)`` (same padding, zero outside) into ``out``, and its
-    innermost loop must compile to packed (SIMD) multiplies where the reference's does."""
-    gen = torch.Generator().manual_seed(704)
-    for B, C, H, W, k in ROWS_CASES:
-        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
-        weight = torch.randn(C, k, k, generator=gen, dtype=torch.float64)
-        expected = F.conv2d(x, weight[:, None], padding=(k - 1) // 2, groups=C)
-        out = np.full((B, C, H, W), np.nan)
-        what = f"depthwise_rows(x of shape {(B, C, H, W)}, weight of shape {(C, k, k)}, out)"
-        returned = call(fn, x.numpy().copy(), weight.numpy().copy(), out, name="depthwise_rows")
-        if returned is not None and np.shape(returned) == out.shape and np.isnan(out).all():
-            raise AssertionError(f"{what} returned a new array and left out untouched: write the "
-                                 "result into out (out[...] = ..., or row = out[b, c, y]; row[...])")
-        if np.isnan(out).any():
-            missing = int(np.isnan(out).sum())
-            raise AssertionError(f"{what} left {missing} of {out.size} elements of out unwritten (out "
-                                 "started as NaN): zero each output row before adding the taps into "
-                                 "it, or write every element")
-        expect_close(torch.from_numpy(out), expected,
-                     f"{what}: out, against F.conv2d(x, weight[:, None], padding=(k - 1) // 2, groups=C)",
-                     rtol=1e-12, atol=1e-12)
-    if not hasattr(fn, "py_func"):
-        raise AssertionError("depthwise_rows computes the right numbers, but it is not compiled by "
-                             "Numba: decorate it with @numba.njit (or @njit(parallel=True))")
-    args = (np.ones((1, 2, 8, 16), np.float32), np.ones((2, 3, 3), np.float32),
-            np.empty((1, 2, 8, 16), np.float32))
-    packed, scalar = simd_multiplies(fn.py_func, *args)
-    reference = _reference_simd(args)
-    if reference > 0 and packed == 0:
-        raise AssertionError(
-            f"depthwise_rows computes the right numbers, but its machine code has no packed (SIMD) "
-            f"multiply ({scalar} scalar ones), where the reference kernel has {reference}: LLVM did "
-            "not vectorize the innermost loop. Make it run along a row, with the zero-padding test "
-            "moved into its bounds, over zero-based views (src = x[b, c, ys, lo + ox:hi + ox], "
-            "src[t] with t >= 0): an index such as xx + ox, which could be negative, gets a "
-            "wrap-around test that stops the vectorizer.")
-    passed(f"depthwise_rows equals F.conv2d on {len(ROWS_CASES)} shapes in float64, and its inner "
-           f"loop compiles to {packed} packed (SIMD) multiplies (reference: {reference})")
 
 
 #: Exercise function name -> its check (used by the notebook and by the tests).
