@@ -59,16 +59,14 @@ def groups_without_conv(x, filters):
     return context_filter_shifts(x, filters)
 
 
-@pytest.mark.parametrize("wrong,match", [
+#: Wrong answers to ``ch04.check_context_filter_groups`` and what its message must say.
+GROUPS_WRONG = [
     (groups_channel_major, r"x of shape \(2, 3, 6, 7\).* is wrong"),
     (groups_first_image_only, r"x of shape \(2, 3, 6, 7\).* is wrong"),
     (groups_no_padding, r"expected shape \(1, 1, 5, 5\), got \(1, 1, 3, 3\)\. The output has the input's shape"),
     (groups_loop_over_images, r"\(2, 3, 6, 7\).* is right, but it called F\.conv2d 2 times \(once per image\?\)"),
     (groups_without_conv, r"is right, but it never called F\.conv2d"),
-])
-def test_groups_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch04.check_context_filter_groups(wrong)
+]
 
 
 def test_groups_check_sees_positional_groups():
@@ -151,16 +149,14 @@ def generator_per_pixel(x, weight, bias, k):
     return F.conv2d(x, weight[:, :, None, None], bias)  # no pooling at all
 
 
-@pytest.mark.parametrize("wrong,match", [
+#: Wrong answers to ``ch04.check_filter_generator`` and what its message must say.
+GENERATOR_WRONG = [
     (generator_floor_bins, r"H = 10 not a multiple of k = 3, the cells of adaptive average pooling overlap"),
     (generator_no_bias, r"equals the result without the bias"),
     (generator_library, r"F\.adaptive_avg_pool2d is hidden during this check"),
     (generator_transposed, r"x of shape \(1, 2, 6, 6\).* kernel_size=3\) is wrong"),
     (generator_per_pixel, r"expected shape \(1, 3, 3, 3\), got \(1, 3, 6, 6\)\. The filters are \(B, C, k, k\)"),
-])
-def test_generator_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch04.check_filter_generator(wrong)
+]
 
 
 def test_generator_check_restores_adaptive_avg_pool2d():
@@ -200,12 +196,22 @@ def grad_with_autograd(x, grad_out, k):
     return f.grad
 
 
-@pytest.mark.parametrize("wrong,match", [
+#: Wrong answers to ``ch04.check_context_filter_filter_grad`` and what its message must say.
+FILTER_GRAD_WRONG = [
     (grad_flipped, r"it is the right answer flipped in both axes"),
     (grad_circular, r"x of shape \(1, 1, 5, 5\).* is wrong"),
     (grad_summed_over_batch, r"expected shape \(1, 1, 3, 3\), got \(1, 3, 3\)\. dL/dfilters has the shape of the filters"),
     (grad_with_autograd, r"torch\.no_grad\(\), so autograd is off"),
-])
-def test_filter_grad_check_rejects_wrong_answers(wrong, match):
+]
+
+
+WRONG_ANSWERS = ([(ch04.check_context_filter_groups, w, m) for w, m in GROUPS_WRONG]
+                 + [(ch04.check_filter_generator, w, m) for w, m in GENERATOR_WRONG]
+                 + [(ch04.check_context_filter_filter_grad, w, m) for w, m in FILTER_GRAD_WRONG])
+
+
+@pytest.mark.parametrize("check,wrong,match", WRONG_ANSWERS,
+                         ids=[f"{c.__name__}-{w.__name__}" for c, w, _ in WRONG_ANSWERS])
+def test_checks_reject_wrong_answers(check, wrong, match):
     with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch04.check_context_filter_filter_grad(wrong)
+        check(wrong)

@@ -1,17 +1,21 @@
-"""dyncore.lsdfn: large_sampling_filter in every backend, forward and backward, bad input, LSDFN."""
+"""dyncore.lsdfn: what is special to LS-DFN (Chapter 3).
+
+What every operator must do (every backend against the reference, forward and backward, float32,
+gradcheck, non-contiguous inputs, empty batch, bad input, the GPU) is tested once for all by
+``tests/test_conformance.py``, from ``dyncore/lsdfn/spec.py``. Here: hand-computed values and
+the identities of the operator, the sample and tap offsets, the module :class:`LSDFN`, and the
+data and flow helpers of Chapter 3's experiment (:mod:`dyncore.experiments.ch03`).
+"""
 
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
-from torch.autograd import gradcheck
 
+from dyncore.experiments.ch03 import TinyFlowNet, aepe, color_wheel, flow_to_color, flying_shapes
 from dyncore.lsdfn import LSDFN, large_sampling_filter, materialize_kernels, sample_offsets, tap_offsets
+from dyncore.lsdfn.spec import SPECS
+from dyncore.training import train_steps
 
-ALL = ["loops", "numba", "torch", "cuda"]
-AUTOGRAD = ["numba", "torch", "cuda"]
 F64 = dict(rtol=1e-10, atol=1e-12)
-NAMES = ("x", "U", "V", "sample_attention", "position_attention")
 
 
 def make(B, C, Co, H, W, k, s, dtype=torch.float64, seed=0):
@@ -21,46 +25,7 @@ def make(B, C, Co, H, W, k, s, dtype=torch.float64, seed=0):
     return [torch.randn(*shape, generator=g, dtype=dtype) for shape in shapes]
 
 
-def reference(x, U, V, SA, PA, k, s, g):
-    """Eq. 4-6 (as resolved) written independently of the package: shifts of padded tensors."""
-    B, C, H, W = x.shape
-    Co = U.shape[1]
-    out = torch.zeros(B, Co, H, W, dtype=x.dtype)
-    P = max(abs(d) for off in sample_offsets(s, g) for d in off) + k
-    xp = torch.nn.functional.pad(x, (P,) * 4)
-    pp = torch.nn.functional.pad(PA, (P,) * 4)
-    for m, (dy, dx) in enumerate(sample_offsets(s, g)):
-        a_pos = pp[..., P + dy: P + dy + H, P + dx: P + dx + W]
-        for t, (ty, tx) in enumerate(tap_offsets(k)):
-            feats = xp[:, :, P + dy + ty: P + dy + ty + H, P + dx + tx: P + dx + tx + W]
-            Wt = V[:, :, t, None] + (U if t == k * k // 2 else 0)          # (B, Co, C, H, W)
-            term = (Wt * feats[:, None]).sum(2)
-            out += SA[:, :, m] * a_pos[:, :, t] * term
-    return out
-
-
-# odd sizes, strides that do not divide the size, samples reaching past the image
-CASES = [
-    dict(B=2, C=3, Co=2, H=7, W=6, k=3, s=3, g=2),
-    dict(B=1, C=2, Co=3, H=5, W=8, k=5, s=3, g=1),
-    dict(B=1, C=4, Co=1, H=6, W=5, k=1, s=5, g=3),
-    dict(B=1, C=1, Co=2, H=3, W=4, k=3, s=1, g=1),
-    dict(B=1, C=2, Co=1, H=4, W=9, k=3, s=5, g=4),
-]
-IDS = [f"k{c['k']}s{c['s']}g{c['g']}-{c['H']}x{c['W']}" for c in CASES]
-
-
-def run(case, backend, dtype=torch.float64, requires_grad=False):
-    c = case
-    args = make(c["B"], c["C"], c["Co"], c["H"], c["W"], c["k"], c["s"], dtype)
-    if requires_grad:
-        args = [a.requires_grad_() for a in args]
-    out = large_sampling_filter(*args, kernel_size=c["k"], samples=c["s"], sample_stride=c["g"],
-                                backend=backend)
-    return args, out
-
-
-def test_the_reference_matches_a_hand_computed_pixel():
+def test_the_loops_match_a_hand_computed_pixel():
     # one channel, one output channel, k=1, s=3, g=1: out = sum_m SA[m] * PA[0, ym] * (V + U) * x[ym]
     x = torch.arange(9.0, dtype=torch.float64).view(1, 1, 3, 3)
     ones = torch.ones(1, 1, 1, 3, 3, dtype=torch.float64)
@@ -71,124 +36,17 @@ def test_the_reference_matches_a_hand_computed_pixel():
     assert out[0, 0, 0, 0] == 3 * (0 + 1 + 3 + 4)     # corner: four samples inside
 
 
-@pytest.mark.parametrize("backend", ALL)
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_forward_matches_the_equation_float64(backend, case):
-    args, out = run(case, backend)
-    ref = reference(*args, case["k"], case["s"], case["g"])
-    assert out.dtype == torch.float64 and out.shape == ref.shape
-    torch.testing.assert_close(out, ref, **F64)
+def test_offsets_are_centred_and_row_major():
+    assert sample_offsets(3, 2) == [(-2, -2), (-2, 0), (-2, 2), (0, -2), (0, 0), (0, 2), (2, -2), (2, 0), (2, 2)]
+    assert tap_offsets(3)[0] == (-1, -1) and tap_offsets(3)[4] == (0, 0) and tap_offsets(1) == [(0, 0)]
 
 
-@pytest.mark.parametrize("backend", ALL)
-def test_float32_keeps_dtype(backend):
-    case = CASES[0]
-    args, out = run(case, backend, torch.float32)
-    assert out.dtype == torch.float32
-    ref = reference(*[a.double() for a in args], case["k"], case["s"], case["g"])
-    torch.testing.assert_close(out.double(), ref, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("backend", ["numba", "cuda"])
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_hand_written_gradients_match_torch_autograd(backend, case):
-    args, out = run(case, backend, requires_grad=True)
-    ref_args, ref = run(case, "torch", requires_grad=True)
-    grad_out = torch.randn_like(ref)
-    got = torch.autograd.grad(out, args, grad_out)
-    want = torch.autograd.grad(ref, ref_args, grad_out)
-    for name, a, b in zip(NAMES, got, want):
-        torch.testing.assert_close(a, b, **F64, msg=lambda m, name=name: f"d{name}: {m}")
-
-
-@st.composite
-def problems(draw, max_side=8, max_channels=3):
-    k = draw(st.sampled_from([1, 3, 5]))
-    s = draw(st.sampled_from([1, 3, 5]))
-    g = draw(st.integers(1, 4))
-    B, C, Co = draw(st.integers(1, 2)), draw(st.integers(1, max_channels)), draw(st.integers(1, 2))
-    H, W = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
-    seed = draw(st.integers(0, 2**16))
-    return make(B, C, Co, H, W, k, s, seed=seed), (k, s, g)
-
-
-@given(problems())
-def test_numba_and_torch_agree_with_the_equation_forward_and_backward(problem):
-    args, (k, s, g) = problem
-    ref = reference(*args, k, s, g)
-    grad_out = torch.randn_like(ref)
-    grads = {}
-    for backend in ("numba", "torch"):
-        inputs = [a.clone().requires_grad_() for a in args]
-        out = large_sampling_filter(*inputs, kernel_size=k, samples=s, sample_stride=g, backend=backend)
-        torch.testing.assert_close(out, ref, **F64)
-        grads[backend] = torch.autograd.grad(out, inputs, grad_out)
-    for a, b in zip(grads["numba"], grads["torch"]):
-        torch.testing.assert_close(a, b, **F64)
-
-
-@given(problems(max_side=4, max_channels=2))
-def test_loops_and_cuda_agree_with_the_equation(problem):
-    args, (k, s, g) = problem
-    kw = dict(kernel_size=k, samples=s, sample_stride=g)
-    ref = reference(*args, k, s, g)
-    torch.testing.assert_close(large_sampling_filter(*args, backend="loops", **kw), ref, **F64)
-    torch.testing.assert_close(large_sampling_filter(*args, backend="cuda", **kw), ref, **F64)
-
-
-@pytest.mark.parametrize("case", CASES[:3], ids=IDS[:3])
-def test_gradcheck_numba(case):
-    c = dict(case, B=1, C=min(case["C"], 2), Co=min(case["Co"], 2), H=min(case["H"], 5), W=min(case["W"], 5))
-    args = tuple(a.requires_grad_() for a in make(c["B"], c["C"], c["Co"], c["H"], c["W"], c["k"], c["s"]))
-    f = lambda *a: large_sampling_filter(*a, kernel_size=c["k"], samples=c["s"], sample_stride=c["g"], backend="numba")  # noqa: E731
-    assert gradcheck(f, args)
-
-
-def test_gradcheck_cuda():
-    args = tuple(a.requires_grad_() for a in make(1, 2, 1, 3, 4, 3, 3))
-    f = lambda *a: large_sampling_filter(*a, kernel_size=3, samples=3, sample_stride=2, backend="cuda")  # noqa: E731
-    assert gradcheck(f, args, fast_mode=True)
-
-
-@pytest.mark.parametrize("backend", AUTOGRAD)
-def test_gradient_only_for_what_needs_it(backend):
-    args = make(1, 2, 2, 4, 4, 3, 3)
-    args[3].requires_grad_()
-    large_sampling_filter(*args, kernel_size=3, samples=3, sample_stride=1, backend=backend).sum().backward()
-    assert args[3].grad is not None and all(a.grad is None for i, a in enumerate(args) if i != 3)
-
-
-@pytest.mark.parametrize("backend", ["numba", "cuda"])
-def test_double_backward_is_refused_clearly(backend):
-    args = make(1, 1, 1, 3, 3, 3, 1)
-    args[0].requires_grad_()
-    out = large_sampling_filter(*args, kernel_size=3, samples=1, sample_stride=1, backend=backend)
-    with pytest.raises(RuntimeError, match="first-order only"):
-        torch.autograd.grad(out.sum(), args[0], create_graph=True)
-
-
-@pytest.mark.parametrize("backend", ALL)
-def test_non_contiguous_inputs(backend):
-    args = make(1, 2, 2, 5, 4, 3, 3)
-    swapped = [a.transpose(-1, -2).contiguous().transpose(-1, -2) for a in args]
-    assert not any(a.is_contiguous() for a in swapped)
-    kw = dict(kernel_size=3, samples=3, sample_stride=2)
-    torch.testing.assert_close(large_sampling_filter(*swapped, backend=backend, **kw),
-                               reference(*args, 3, 3, 2), **F64)
-
-
-@pytest.mark.parametrize("backend", ALL)
-def test_empty_batch(backend):
-    args = [a[:0] for a in make(1, 2, 3, 5, 5, 3, 3)]
-    out = large_sampling_filter(*args, kernel_size=3, samples=3, sample_stride=1, backend=backend)
-    assert out.shape == (0, 3, 5, 5)
-
-
-def test_auto_is_numba_on_cpu():
-    args = make(1, 1, 1, 3, 3, 1, 1)
-    args[0].requires_grad_()
-    out = large_sampling_filter(*args, kernel_size=1, samples=1, sample_stride=1)
-    assert type(out.grad_fn).__name__.startswith("LargeSamplingFilterFunction")
+def test_the_spec_reference_matches_a_hand_computed_pixel():
+    x = torch.arange(9.0, dtype=torch.float64).view(1, 1, 3, 3)
+    ones = torch.ones(1, 1, 1, 3, 3, dtype=torch.float64)
+    SA = torch.ones(1, 1, 9, 3, 3, dtype=torch.float64)
+    out = SPECS[0].reference(x, 2 * ones, ones, SA, ones, kernel_size=1, samples=3, sample_stride=1)
+    assert out[0, 0, 1, 1] == 3 * x.sum() and out[0, 0, 0, 0] == 3 * (0 + 1 + 3 + 4)
 
 
 def test_s1_k1_is_a_pointwise_product():
@@ -205,75 +63,6 @@ def test_materialized_kernels_put_U_at_the_centre_only():
     torch.testing.assert_close(Wm[..., 4, :, :] - Wm[..., 0, :, :],
                                (U + V[:, :, 4:5] - V[:, :, 0:1]).permute(0, 3, 4, 1, 2), **F64)
     torch.testing.assert_close(Wm[..., 0, :, 0], Wm[..., 0, :, 1], **F64)  # V shared by channels
-
-
-# ---------------------------------------------------------------- bad input
-
-def bad_calls():
-    x, U, V, SA, PA = make(1, 2, 3, 5, 5, 3, 3)
-    kw = dict(kernel_size=3, samples=3, sample_stride=1)
-    f = large_sampling_filter
-    return [
-        ("x list", lambda: f(x.tolist(), U, V, SA, PA, **kw), TypeError, "x must be a torch.Tensor"),
-        ("U numpy", lambda: f(x, U.numpy(), V, SA, PA, **kw), TypeError, "U must be a torch.Tensor"),
-        ("integer x", lambda: f(x.long(), U, V, SA, PA, **kw), TypeError, "x must be float32 or float64"),
-        ("complex V", lambda: f(x, U, V.to(torch.complex128), SA, PA, **kw), TypeError, "V must be float32 or float64"),
-        ("dtype mismatch", lambda: f(x, U, V, SA.float(), PA, **kw), TypeError, "sample_attention has dtype torch.float32 but x"),
-        ("3-D x", lambda: f(x[0], U, V, SA, PA, **kw), ValueError, r"x must be a 4-D tensor \(B, C, H, W\)"),
-        ("4-D U", lambda: f(x, U[0], V, SA, PA, **kw), ValueError, r"U must be a 5-D tensor \(B, Co, C, H, W\)"),
-        ("6-D PA", lambda: f(x, U, V, SA, PA[None], **kw), ValueError, "position_attention must be a 5-D"),
-        ("U channels", lambda: f(x, U[:, :, :1], V, SA, PA, **kw), ValueError, r"U must have shape \(B, Co, C, H, W\)"),
-        ("U batch", lambda: f(x, torch.cat([U, U]), V, SA, PA, **kw), ValueError, "U must have shape"),
-        ("V taps", lambda: f(x, U, V[:, :, :4], SA, PA, **kw), ValueError, r"V must have shape \(B, Co, k\*k, H, W\) with k=3"),
-        ("V size", lambda: f(x, U, V[..., :4], SA, PA, **kw), ValueError, "V must have shape"),
-        ("SA samples", lambda: f(x, U, V, SA[:, :, :8], PA, **kw), ValueError, r"sample_attention must have shape \(B, Co, s\*s, H, W\) with s=3"),
-        ("SA Co", lambda: f(x, U, V, SA[:, :2], PA, **kw), ValueError, "sample_attention must have shape"),
-        ("PA taps", lambda: f(x, U, V, SA, PA[:, :, :1], **kw), ValueError, "position_attention must have shape"),
-        ("k even", lambda: f(x, U, V, SA, PA, kernel_size=2, samples=3, sample_stride=1), ValueError, "kernel_size must be an odd positive int"),
-        ("k zero", lambda: f(x, U, V, SA, PA, kernel_size=0, samples=3, sample_stride=1), ValueError, "kernel_size must be an odd"),
-        ("k float", lambda: f(x, U, V, SA, PA, kernel_size=3.0, samples=3, sample_stride=1), TypeError, "kernel_size must be an int"),
-        ("s even", lambda: f(x, U, V, SA, PA, kernel_size=3, samples=4, sample_stride=1), ValueError, "samples must be an odd positive int"),
-        ("s negative", lambda: f(x, U, V, SA, PA, kernel_size=3, samples=-3, sample_stride=1), ValueError, "samples must be an odd"),
-        ("stride zero", lambda: f(x, U, V, SA, PA, kernel_size=3, samples=3, sample_stride=0), ValueError, "sample_stride must be a positive int"),
-        ("stride bool", lambda: f(x, U, V, SA, PA, kernel_size=3, samples=3, sample_stride=True), TypeError, "sample_stride must be an int"),
-        ("k missing", lambda: f(x, U, V, SA, PA, samples=3, sample_stride=1), TypeError, "kernel_size"),
-        ("empty image", lambda: f(x[..., :0], U[..., :0], V[..., :0], SA[..., :0], PA[..., :0], **kw), ValueError, "x must have at least one channel and one pixel"),
-        ("no outputs", lambda: f(x, U[:, :0], V[:, :0], SA[:, :0], PA[:, :0], **kw), ValueError, "U must have at least one output channel"),
-        ("unknown backend", lambda: f(x, U, V, SA, PA, backend="cpp", **kw), ValueError, "backend must be one of"),
-        ("mixed devices", lambda: f(x, U, V.to("meta"), SA, PA, **kw), ValueError, "V is on meta but x is on cpu"),
-    ]
-
-
-@pytest.mark.parametrize("case", bad_calls(), ids=[c[0] for c in bad_calls()])
-def test_bad_input_is_rejected_with_a_clear_message(case):
-    _, call, exc, match = case
-    with pytest.raises(exc, match=match):
-        call()
-
-
-# ---------------------------------------------------------------- a real GPU
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_cuda_on_gpu_matches_torch(dtype):
-    tol = F64 if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
-    for c in CASES:
-        args = [a.cuda().requires_grad_() for a in make(c["B"], c["C"], c["Co"], c["H"], c["W"], c["k"], c["s"], dtype)]
-        ref_args = [a.detach().clone().requires_grad_() for a in args]
-        kw = dict(kernel_size=c["k"], samples=c["s"], sample_stride=c["g"])
-        out = large_sampling_filter(*args, backend="cuda", **kw)
-        ref = large_sampling_filter(*ref_args, backend="torch", **kw)
-        torch.testing.assert_close(out, ref, **tol)
-        g = torch.randn_like(ref)
-        for a, b in zip(torch.autograd.grad(out, args, g), torch.autograd.grad(ref, ref_args, g)):
-            torch.testing.assert_close(a, b, **tol)
-
-
-@pytest.mark.gpu
-def test_numba_with_cuda_tensors_is_refused_on_gpu():
-    args = [a.cuda() for a in make(1, 1, 1, 3, 3, 1, 1)]
-    with pytest.raises(ValueError, match="backend='numba'"):
-        large_sampling_filter(*args, kernel_size=1, samples=1, sample_stride=1, backend="numba")
 
 
 # ---------------------------------------------------------------- the module
@@ -340,14 +129,8 @@ def test_module_trains_a_step():
     block = LSDFN(1, 4, 1, samples=3, sample_stride=2, backend="numba")
     x = torch.randn(4, 1, 8, 8)
     target = torch.roll(x, 2, dims=-1)
-    opt = torch.optim.Adam(block.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        opt.zero_grad()
-        loss = torch.nn.functional.mse_loss(block(x), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = train_steps(block, lambda step: torch.nn.functional.mse_loss(block(x), target), 30,
+                         lr=1e-2, progress=False)["losses"]
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -367,6 +150,12 @@ def test_module_bad_arguments(kwargs, exc, match):
         LSDFN(**kwargs)
 
 
+def test_module_takes_device_and_dtype():
+    block = LSDFN(3, 4, 2, device="cpu", dtype=torch.float64)
+    assert all(p.dtype == torch.float64 and p.device.type == "cpu" for p in block.parameters())
+    assert block(torch.randn(1, 3, 5, 4, dtype=torch.float64)).dtype == torch.float64
+
+
 def test_module_bad_input():
     block = LSDFN(3, 4, 2)
     with pytest.raises(ValueError, match="in_channels=3"):
@@ -380,7 +169,6 @@ def test_module_bad_input():
 # ---------------------------------------------------------------- flying shapes and flow pictures
 
 def test_flying_shapes_ground_truth_is_exact():
-    from dyncore.lsdfn.data import flying_shapes
     frames, flow = flying_shapes(6, size=24, max_shapes=2, max_displacement=4, seed=3)
     assert frames.shape == flow.shape == (6, 2, 24, 24) and frames.dtype == flow.dtype == torch.float32
     assert torch.equal(flow, flow.round()) and flow.abs().max() <= 4
@@ -401,7 +189,6 @@ def test_flying_shapes_ground_truth_is_exact():
 
 
 def test_background_only_frames_are_a_translation():
-    from dyncore.lsdfn.data import flying_shapes
     frames, flow = flying_shapes(2, size=20, max_shapes=0, max_displacement=3, seed=0)
     for e in range(2):
         dx, dy = int(flow[e, 0, 0, 0]), int(flow[e, 1, 0, 0])
@@ -417,13 +204,11 @@ def test_background_only_frames_are_a_translation():
     (dict(n=2.0), TypeError, "n must be an int"),
 ])
 def test_flying_shapes_bad_arguments(kwargs, exc, match):
-    from dyncore.lsdfn.data import flying_shapes
     with pytest.raises(exc, match=match):
         flying_shapes(**kwargs)
 
 
 def test_flow_pictures_and_aepe():
-    from dyncore.lsdfn.flow import TinyFlowNet, aepe, color_wheel, flow_to_color
     right = torch.zeros(2, 3, 3)
     right[0] = 1.0
     img = flow_to_color(right)

@@ -67,6 +67,70 @@ def test_postfix_is_called_with_the_mean_of_the_recent_losses():
     assert seen == pytest.approx([2.0, 7.0])
 
 
+def test_the_default_optimizer_is_adam_with_a_default_one_cycle_schedule():
+    """Chapters 5-7 rely on the default: Adam(lr, weight_decay) and OneCycleLR(max_lr=lr)."""
+    x, y = _problem()
+    runs = []
+    for explicit in (False, True):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 1)
+        kwargs = dict(optimizer=lambda p: torch.optim.Adam(p, lr=0.05, weight_decay=0.01),
+                      pct_start=0.3) if explicit else {}
+        runs.append(train_steps(model, lambda step: ((model(x).squeeze(1) - y) ** 2).mean(), 20,
+                                lr=0.05, weight_decay=0.01, progress=False, **kwargs)["losses"])
+    assert runs[0] == runs[1]
+
+
+def test_an_optimizer_factory_and_warm_up_fraction_are_used():
+    x, y = _problem()
+    made, lrs = [], []
+    model = nn.Linear(3, 1)
+
+    def adamw(params):
+        made.append(torch.optim.AdamW(params, lr=0.05, weight_decay=1e-4))
+        return made[-1]
+
+    def batch_loss(step):
+        if made:
+            lrs.append(made[0].param_groups[0]["lr"])
+        return ((model(x).squeeze(1) - y) ** 2).mean()
+
+    train_steps(model, batch_loss, 10, lr=0.05, optimizer=adamw, pct_start=0.2, progress=False)
+    assert len(made) == 1 and isinstance(made[0], torch.optim.AdamW)
+    # OneCycleLR peaks after pct_start * steps - 1 scheduler steps (its default 0.3 would peak at 2)
+    assert max(range(10), key=lrs.__getitem__) == 1
+
+
+def test_a_schedule_factory_replaces_the_one_cycle():
+    model = nn.Linear(1, 1)
+    lrs = []
+    opt_of = {}
+
+    def cosine(opt, steps):
+        opt_of["opt"] = opt
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+
+    def batch_loss(step):
+        lrs.append(opt_of["opt"].param_groups[0]["lr"])
+        return model(torch.ones(1, 1)).sum() ** 2
+
+    train_steps(model, batch_loss, 4, lr=0.1, schedule=cosine, progress=False)
+    assert lrs[0] == pytest.approx(0.1) and lrs == sorted(lrs, reverse=True)
+
+
+def test_stop_when_diverged_pads_the_curve_with_nan():
+    model = nn.Linear(1, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def batch_loss(step):
+        return model(torch.ones(1, 1)).sum() * (float("inf") if step == 2 else 0.0)
+
+    losses = train_steps(model, batch_loss, 5, lr=0.1, progress=False, stop_when_diverged=True)["losses"]
+    assert losses[:2] == [0.0, 0.0] and len(losses) == 5 and all(math.isnan(v) for v in losses[2:])
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p, q)
+
+
 # ---------------------------------------------------------------- counting helpers (dyncore.utils)
 
 def test_count_parameters_and_flops_of_a_conv():

@@ -16,7 +16,7 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device
+from ..cuda_bridge import launch, on_kernel_device, unravel4
 
 
 @cuda.jit(cache=True)
@@ -25,10 +25,7 @@ def context_filter_forward_kernel(x, filters, out):
     B, C, H, W = out.shape
     if n >= B * C * H * W:
         return
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % C
-    b = n // (W * H * C)
+    b, c, y, xx = unravel4(n, out.shape)
     k = filters.shape[2]
     r = (k - 1) // 2
     acc = out.dtype.type(0)
@@ -49,10 +46,7 @@ def context_filter_grad_input_kernel(grad_out, filters, grad_x):
     B, C, H, W = grad_x.shape
     if n >= B * C * H * W:
         return
-    xx = n % W
-    y = (n // W) % H
-    c = (n // (W * H)) % C
-    b = n // (W * H * C)
+    b, c, y, xx = unravel4(n, grad_x.shape)
     k = filters.shape[2]
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
@@ -73,10 +67,7 @@ def context_filter_grad_filters_kernel(grad_out, x, grad_filters):
     B, C, k, _ = grad_filters.shape
     if n >= B * C * k * k:
         return
-    j = n % k
-    i = (n // k) % k
-    c = (n // (k * k)) % C
-    b = n // (k * k * C)
+    b, c, i, j = unravel4(n, grad_filters.shape)
     H, W = x.shape[2], x.shape[3]
     r = (k - 1) // 2
     acc = grad_filters.dtype.type(0)

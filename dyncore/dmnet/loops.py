@@ -1,4 +1,5 @@
-"""DMNet's context filter as plain Python loops: the executable specification (Chapter 4, Eq. 4.2).
+"""DMNet's context filter as plain Python loops: the executable specification (Chapter 4,
+eq-dmnet-context-filter).
 
 One ``k x k`` filter per image and channel, applied to that channel only (a depthwise
 convolution whose weights change from image to image), stride 1, zero padding, output the

@@ -2,7 +2,7 @@
 
 The loops of :mod:`dyncore.dmnet.loops`, reordered: for each plane ``(b, c)`` and each tap
 ``(i, j)``, one weight ``filters[b, c, i, j]`` sweeps the whole plane, and the zero-padding
-test is hoisted out of the loops (:func:`tap_range`). The innermost loop runs over two row
+test is hoisted out of the loops (:func:`dyncore.geometry.valid_range`). The innermost loop runs over two row
 *views* from index 0, ``out_row[t] += w * x_row[t]``: an index that cannot be negative lets
 Numba drop its negative-index wrap-around test, and LLVM then vectorizes the loop (about 3x
 faster than indexing the planes with ``xx + j - r``). ``prange`` runs over the ``B*C`` planes;
@@ -22,14 +22,7 @@ import torch
 from numba import njit, prange
 
 from ..autograd import KernelSet, numpy_view
-
-
-@njit(cache=True, inline="always")
-def tap_range(n, offset):
-    """Indices ``p`` in ``[lo, hi)`` for which ``p + offset`` is inside ``[0, n)``."""
-    lo = max(0, -offset)
-    hi = min(n, n - offset)
-    return lo, max(lo, hi)
+from ..geometry import valid_range
 
 
 @njit(parallel=True, cache=True)
@@ -42,9 +35,9 @@ def context_filter_forward_kernel(x, filters, out):
         xc, plane = x[b, c], out[b, c]
         plane[:, :] = 0
         for i in range(k):
-            y_lo, y_hi = tap_range(H, i - r)
+            y_lo, y_hi = valid_range(H, H, 1, i - r)
             for j in range(k):
-                x_lo, x_hi = tap_range(W, j - r)
+                x_lo, x_hi = valid_range(W, W, 1, j - r)
                 w = filters[b, c, i, j]
                 for y in range(y_lo, y_hi):
                     out_row = plane[y, x_lo:x_hi]
@@ -63,9 +56,9 @@ def context_filter_grad_input_kernel(grad_out, filters, grad_x):
         g, plane = grad_out[b, c], grad_x[b, c]
         plane[:, :] = 0
         for i in range(k):
-            y_lo, y_hi = tap_range(H, r - i)  # pixel y receives from output row y - (i - r)
+            y_lo, y_hi = valid_range(H, H, 1, r - i)  # pixel y receives from output row y - (i - r)
             for j in range(k):
-                x_lo, x_hi = tap_range(W, r - j)
+                x_lo, x_hi = valid_range(W, W, 1, r - j)
                 w = filters[b, c, i, j]
                 for y in range(y_lo, y_hi):
                     gx_row = plane[y, x_lo:x_hi]
@@ -85,9 +78,9 @@ def context_filter_grad_filters_kernel(grad_out, x, grad_filters):
         b, c = n // C, n % C
         g, xc = grad_out[b, c], x[b, c]
         for i in range(k):
-            y_lo, y_hi = tap_range(H, i - r)
+            y_lo, y_hi = valid_range(H, H, 1, i - r)
             for j in range(k):
-                x_lo, x_hi = tap_range(W, j - r)
+                x_lo, x_hi = valid_range(W, W, 1, j - r)
                 acc = grad_filters.dtype.type(0)
                 for y in range(y_lo, y_hi):
                     g_row = g[y, x_lo:x_hi]

@@ -18,7 +18,7 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device
+from ..cuda_bridge import launch, on_kernel_device, unravel4
 
 
 @cuda.jit(cache=True)
@@ -57,8 +57,7 @@ def lsdfn_forward_kernel(x, S, U, V, SA, PA, out, k, s, g):
     B, Co, H, W = out.shape
     if n >= B * Co * H * W:
         return
-    xx, y = n % W, (n // W) % H
-    v, b = (n // (W * H)) % Co, n // (W * H * Co)
+    b, v, y, xx = unravel4(n, out.shape)
     rs = (s - 1) // 2
     acc = out.dtype.type(0)
     for m in range(s * s):
@@ -177,8 +176,7 @@ def lsdfn_grad_input_kernel(grad_out, U, SA, PA, grad_S, grad_x, k, s, g):
     B, C, H, W = grad_x.shape
     if n >= B * C * H * W:
         return
-    q, p = n % W, (n // W) % H
-    u, b = (n // (W * H)) % C, n // (W * H * C)
+    b, u, p, q = unravel4(n, grad_x.shape)
     Co = grad_out.shape[1]
     rs = (s - 1) // 2
     centre = k * k // 2

@@ -1,4 +1,5 @@
-"""LS-DFN as plain Python loops: the executable specification (Chapter 3, Eq. 4-6).
+"""LS-DFN as plain Python loops: the executable specification (Chapter 3, eq-lsdfn with the
+kernels of eq-kernels; Eq. 4-6 of the paper).
 
 With centred sample offsets ``o_m = ((a - rs) * g, (b' - rs) * g)`` for ``m = a*s + b'``,
 ``rs = (s - 1) // 2``, centred tap offsets ``o_t = (i - r, j - r)`` for ``t = i*k + j``, and
@@ -16,6 +17,8 @@ materialize nothing and factor nothing.
 
 import numpy as np
 
+from ..geometry import tap_offset
+
 
 def sample_offsets(samples, sample_stride):
     """The centred offsets ``(dy, dx)`` of the ``s*s`` samples, in the order ``m = a*s + b'``."""
@@ -25,9 +28,9 @@ def sample_offsets(samples, sample_stride):
 
 
 def tap_offsets(kernel_size):
-    """The centred offsets ``(dy, dx)`` of the ``k*k`` taps, in the order ``t = i*k + j``."""
-    r = (kernel_size - 1) // 2
-    return [(i - r, j - r) for i in range(kernel_size) for j in range(kernel_size)]
+    """The centred offsets ``(dy, dx)`` of the ``k*k`` taps, in the order ``t = i*k + j``
+    (:func:`dyncore.geometry.tap_offset`, as a list)."""
+    return [tap_offset(t, kernel_size) for t in range(kernel_size * kernel_size)]
 
 
 def large_sampling_filter_loops(x, U, V, sample_attention, position_attention,

@@ -26,12 +26,7 @@ import torch
 from numba import njit, prange
 
 from ..autograd import KernelSet, numpy_view
-
-
-@njit(cache=True, inline="always")
-def shifted_range(n, shift):
-    """Indices ``i`` in ``[lo, hi)`` of ``range(n)`` with ``i + shift`` also in ``range(n)``."""
-    return max(0, -shift), min(n, n - shift)
+from ..geometry import valid_range
 
 
 @njit(cache=True, inline="always")
@@ -48,7 +43,7 @@ def _centre_terms(x, U, b, v, y, s, g, ux):
         ym = y + dy
         if ym < 0 or ym >= H:
             continue
-        lo, hi = shifted_range(W, dx)
+        lo, hi = valid_range(W, W, 1, dx)
         acc = ux[m, lo:hi]
         for u in range(C):  # a row of U times a shifted row of x, along contiguous memory
             urow, xrow = U[b, v, u, y, lo:hi], x[b, u, ym, lo + dx: hi + dx]
@@ -68,7 +63,7 @@ def _sample_row(S, V, PA, b, v, y, ym, dx, k, ux_m, acc):
     r = (k - 1) // 2
     centre = k * k // 2
     acc[:] = 0
-    lo, hi = shifted_range(W, dx)
+    lo, hi = valid_range(W, W, 1, dx)
     pa = PA[b, v, centre, ym]
     for xx in range(lo, hi):
         acc[xx] = pa[xx + dx] * ux_m[xx]
@@ -78,7 +73,7 @@ def _sample_row(S, V, PA, b, v, y, ym, dx, k, ux_m, acc):
         py = ym + ty
         if py < 0 or py >= H:
             continue
-        lo2, hi2 = shifted_range(W, dx + tx)
+        lo2, hi2 = valid_range(W, W, 1, dx + tx)
         lo2, hi2 = max(lo, lo2), min(hi, hi2)
         if hi2 <= lo2:
             continue
@@ -160,7 +155,7 @@ def lsdfn_grad_kernels_kernel(grad_out, x, S, SA, PA, grad_U, grad_V, k, s, g, n
             ym = y + dy
             if ym < 0 or ym >= H:
                 continue
-            lo, hi = shifted_range(W, dx)
+            lo, hi = valid_range(W, W, 1, dx)
             for xx in range(lo, hi):
                 gs[xx] = grad_out[b, v, y, xx] * SA[b, v, m, y, xx]
             if need_V:
@@ -169,7 +164,7 @@ def lsdfn_grad_kernels_kernel(grad_out, x, S, SA, PA, grad_U, grad_V, k, s, g, n
                     if py < 0 or py >= H:
                         continue
                     tx = t % k - r
-                    lo2, hi2 = shifted_range(W, dx + tx)
+                    lo2, hi2 = valid_range(W, W, 1, dx + tx)
                     for xx in range(max(lo, lo2), min(hi, hi2)):
                         grad_V[b, v, t, y, xx] += gs[xx] * PA[b, v, t, ym, xx + dx] * S[b, py, xx + dx + tx]
             if need_U:
@@ -197,7 +192,7 @@ def lsdfn_grad_position_attention_kernel(grad_out, x, S, U, V, SA, grad_PA, k, s
             y = p - dy  # the output row whose sample m is centred on row p
             if y < 0 or y >= H:
                 continue
-            lo, hi = shifted_range(W, -dx)  # q with x = q - dx inside
+            lo, hi = valid_range(W, W, 1, -dx)  # q with x = q - dx inside
             for q in range(lo, hi):
                 gs[q] = grad_out[b, v, y, q - dx] * SA[b, v, m, y, q - dx]
                 tmp[q] = 0
@@ -211,7 +206,7 @@ def lsdfn_grad_position_attention_kernel(grad_out, x, S, U, V, SA, grad_PA, k, s
                 if py < 0 or py >= H:
                     continue
                 tx = t % k - r
-                lo2, hi2 = shifted_range(W, tx)
+                lo2, hi2 = valid_range(W, W, 1, tx)
                 for q in range(max(lo, lo2), min(hi, hi2)):
                     grad_PA[b, v, t, p, q] += gs[q] * V[b, v, t, y, q - dx] * S[b, py, q + tx]
 
@@ -262,7 +257,7 @@ def lsdfn_grad_input_kernel(grad_out, U, SA, PA, grad_S, grad_x, k, s, g):
                 y = p - dy
                 if y < 0 or y >= H:
                     continue
-                lo, hi = shifted_range(W, -dx)
+                lo, hi = valid_range(W, W, 1, -dx)
                 for q in range(lo, hi):
                     row[q] += (grad_out[b, v, y, q - dx] * SA[b, v, m, y, q - dx]
                                * PA[b, v, centre, p, q] * U[b, v, u, y, q - dx])

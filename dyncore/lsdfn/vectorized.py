@@ -35,7 +35,7 @@ def _at_samples(t, reach, H, W, offsets):
 def large_sampling_filter_torch(x, U, V, sample_attention, position_attention,
                                 kernel_size, samples, sample_stride):
     B, C, H, W = x.shape
-    Co, k = U.shape[1], kernel_size
+    k = kernel_size
     r = (k - 1) // 2
     reach = (samples - 1) // 2 * sample_stride            # how far a sample centre moves
     offsets = sample_offsets(samples, sample_stride)
@@ -49,4 +49,5 @@ def large_sampling_filter_torch(x, U, V, sample_attention, position_attention,
     a_pos = a_pos.permute(0, 3, 4, 2, 1, 5)               # (B, H, W, k*k, Co, s*s), 0 outside
     per_sample = (a_pos * per_tap).sum(3)                 # (B, H, W, Co, s*s): Eq. 4's bracket
     a_sam = sample_attention.permute(0, 3, 4, 1, 2)       # (B, H, W, Co, s*s)
-    return (a_sam * per_sample).sum(-1).permute(0, 3, 1, 2)  # Eq. 5
+    # Eq. 5; contiguous like the kernels' output (the fake of the custom operator must match it)
+    return (a_sam * per_sample).sum(-1).permute(0, 3, 1, 2).contiguous()

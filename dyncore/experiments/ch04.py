@@ -1,4 +1,7 @@
-"""A generated multi-scale segmentation set for Chapter 4 (no downloads, seeded).
+"""Chapter 4's experiments: a generated multi-scale segmentation set, a small backbone, the
+segmentation model, its training and its metrics.
+
+**Data** (no downloads, seeded).
 
 Each ``size x size`` colour image shows objects of four classes on a textured background:
 
@@ -18,16 +21,39 @@ away, says which. The small ones are the hard case for a coarse one.
 
 :func:`make_dataset` returns a :class:`SegmentationSet` with the images, the class of every
 pixel, and an instance map with a table of objects, for IoU per size group.
+
+**Experiments.**
+
+* :class:`SmallBackbone` -- four 3x3 conv-BN-ReLU layers, output stride 2 (the paper's
+  ResNet has output stride 8; our images are 80 pixels, not 512);
+* :class:`Segmenter` -- backbone, a head (``DMHead``, ``ASPPHead``, ...), bilinear upsampling
+  of the logits to the image size (as the paper does);
+* :func:`train_segmenter` -- seeded AdamW + one-cycle schedule, by
+  :func:`dyncore.training.train_steps`;
+* :func:`evaluate` -- confusion matrix, IoU per class and mIoU (Sec. 4.1 of the paper, with
+  :mod:`dyncore.experiments.metrics`), and IoU per object-size group (:func:`object_iou`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from .. import validation as V
+from ..dmnet.modules import conv_bn_relu
+from ..training import train_steps
+from ..utils import set_seed
+from .metrics import confusion_matrix, iou_per_class
+
+__all__ = ["CLASSES", "SIZE_GROUPS", "PERIOD", "SegmentationSet", "make_image", "make_dataset",
+           "CLASS_COLOURS", "colour_labels", "to_rgb", "SmallBackbone", "Segmenter",
+           "extract_features", "History", "train_segmenter", "predict", "object_iou", "Scores",
+           "evaluate"]
+
 
 CLASSES = ("background", "striped disc", "striped square", "checked disc", "checked square")
 #: (name, smallest side, largest side) in pixels, both included.
@@ -179,3 +205,126 @@ def to_rgb(image):
     """``(3, H, W)`` image of the set -> ``(H, W, 3)`` in ``[0, 1]`` for ``imshow``."""
     img = (image.detach().cpu() if isinstance(image, torch.Tensor) else torch.as_tensor(image)).permute(1, 2, 0)
     return ((img - img.min()) / (img.max() - img.min() + 1e-12)).numpy()
+
+
+class SmallBackbone(nn.Sequential):
+    """``(B, 3, S, S) -> (B, width, S/2, S/2)``; receptive field 17 pixels."""
+
+    def __init__(self, width=32, in_channels=3):
+        super().__init__(
+            conv_bn_relu(in_channels, width // 2, 3),
+            nn.Sequential(nn.Conv2d(width // 2, width, 3, stride=2, padding=1, bias=False),
+                          nn.BatchNorm2d(width), nn.ReLU(inplace=True)),
+            conv_bn_relu(width, width, 3),
+            conv_bn_relu(width, width, 3, dilation=2),
+        )
+        self.out_channels = width
+
+
+class Segmenter(nn.Module):
+    """``head(backbone(x))``, upsampled bilinearly by ``scale``: ``(B, classes, S, S)``.
+
+    With ``backbone=None`` the input is already the backbone's features (a frozen backbone
+    whose features were computed once, :func:`extract_features`).
+    """
+
+    def __init__(self, backbone, head, scale=2):
+        super().__init__()
+        self.backbone, self.head, self.scale = backbone, head, scale
+
+    def forward(self, x):
+        features = x if self.backbone is None else self.backbone(x)
+        logits = self.head(features)
+        return F.interpolate(logits, scale_factor=self.scale, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def extract_features(backbone, images, batch_size=128):
+    """The (frozen, eval-mode) backbone's features of ``images``, computed once."""
+    backbone.eval()
+    return torch.cat([backbone(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+@dataclass
+class History:
+    losses: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def train_segmenter(model, inputs, labels, *, epochs=8, batch_size=16, lr=4e-3, seed=0,
+                    desc="training", progress=True) -> History:
+    """Train ``model`` with pixel-wise cross-entropy on ``(inputs, labels)`` (images or cached
+    features, and ``(N, S, S)`` classes); seeded (the model's initialisation is the caller's).
+
+    AdamW (weight decay ``1e-4``) with a one-cycle schedule warming up over the first 20% of the
+    steps, run by :func:`dyncore.training.train_steps`; each epoch visits the examples in a new
+    seeded order. The model is left in eval mode.
+    """
+    set_seed(seed)
+    steps_per_epoch = max(1, len(inputs) // batch_size)
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+
+    def batch_loss(step):
+        if step % steps_per_epoch == 0:  # a new epoch: a new order of the examples
+            order = torch.randperm(len(inputs), generator=gen)[: steps_per_epoch * batch_size]
+            batches[:] = order.split(batch_size)
+        idx = batches[step % steps_per_epoch]
+        return F.cross_entropy(model(inputs[idx]), labels[idx])
+
+    run = train_steps(model, batch_loss, epochs * steps_per_epoch, lr=lr, desc=desc,
+                      progress=progress, every=10, pct_start=0.2,
+                      optimizer=lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=1e-4))
+    model.eval()
+    return History(run["losses"], run["seconds"])
+
+
+@torch.no_grad()
+def predict(model, images, batch_size=64):
+    """Class of every pixel, ``(N, S, S)`` int64, in eval mode."""
+    model.eval()
+    return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)])
+
+
+def object_iou(pred, data: SegmentationSet, margin=3):
+    """IoU of every object with the prediction of its class around it, ``(M,)`` float64.
+
+    For object ``m`` of class ``c`` with mask ``M``: ``P`` = pixels predicted ``c`` inside the
+    object's bounding box grown by ``margin`` pixels, leaving out the pixels of other objects;
+    the IoU is ``|P & M| / |P | M|``. So a small object that is missed (or labelled with another
+    class) scores 0, and one predicted as a blob twice its size scores about 0.5.
+    """
+    ious = torch.empty(len(data.objects), dtype=torch.float64)
+    S = pred.shape[-1]
+    for n, (img, ident, cls, _, _) in enumerate(data.objects.tolist()):
+        mask = data.instances[img] == ident
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        y0, y1 = max(0, int(ys.min()) - margin), min(S, int(ys.max()) + margin + 1)
+        x0, x1 = max(0, int(xs.min()) - margin), min(S, int(xs.max()) + margin + 1)
+        window = (slice(y0, y1), slice(x0, x1))
+        m = mask[window]
+        free = (data.instances[img][window] == 0) | m
+        p = (pred[img][window] == cls) & free
+        ious[n] = (p & m).sum() / (p | m).sum()
+    return ious
+
+
+@dataclass
+class Scores:
+    miou: float
+    class_iou: list
+    size_iou: dict  # size group name -> mean object IoU
+    confusion: torch.Tensor
+
+
+def evaluate(model, data: SegmentationSet, inputs=None) -> Scores:
+    """mIoU over all classes (background included, as for PASCAL VOC), IoU per size group.
+
+    ``inputs``: what the model reads (default ``data.images``; cached features for a head).
+    """
+    pred = predict(model, data.images if inputs is None else inputs)
+    confusion = confusion_matrix(pred, data.labels, len(CLASSES))
+    per_class = iou_per_class(confusion, absent=float("nan"))  # an absent class: left out
+    ious = object_iou(pred, data)
+    size_iou = {name: float(ious[data.objects[:, 4] == g].mean()) for g, (name, _, _) in enumerate(SIZE_GROUPS)}
+    return Scores(float(per_class.nanmean()), per_class.tolist(), size_iou, confusion)
