@@ -27,11 +27,20 @@ Every model is the same network with a different *body*:
     stem (two 3 x 3 convolutions, ReLU)  ->  body (three layers)  ->  1 x 1 classifier
 
 * ``("fixed", d)``: three ordinary 3 x 3 convolutions with dilation ``d`` (:class:`FixedDilationStack`);
+* ``("multi", dilations)``: three 3 x 3 convolutions, each applied at every dilation of
+  ``dilations`` and averaged (:class:`MultiDilationStack`, an ASPP-like fixed mix: it is
+  :func:`~dyncore.pad.adaptive_dilation_conv` with constant gates ``1 / D``);
 * ``("pad", dilations, aggregation)``: three :class:`~dyncore.pad.PADConv2d` layers
   (:class:`~dyncore.pad.PADStack`) that choose among ``dilations`` at every pixel.
 
-The convolutions have the same weights in both, so a PAD model has exactly the parameters of a
-fixed one plus its hidden-prior branch (:func:`~dyncore.pad.modules.prior_branch_parameters`).
+The convolutions have the same weights in all of them, so the fixed and multi-dilation models
+have exactly the same parameters, and a PAD model has those plus its hidden-prior branch
+(:func:`~dyncore.pad.modules.prior_branch_parameters`).
+
+**The recorded experiment** ``05_pad_dilation`` (:data:`EXPERIMENTS`, run by
+:mod:`dyncore.experiments.runner`): PAD (Markov aggregation, dilations 1, 2, 4) against every
+fixed dilation and against the multi-dilation average, each at its own learning rate chosen on a
+validation split, over several seeds; :func:`claims` lists what the chapter tests on it.
 """
 
 from __future__ import annotations
@@ -43,10 +52,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import validation as V
-from ..pad import PADStack, dilation_variance, expected_dilation
+from ..pad import PADStack, adaptive_dilation_conv, dilation_variance, expected_dilation
 from ..training import train_steps
 from ..utils import count_parameters  # noqa: F401  (the chapter calls it from here)
 from .metrics import mean_iou
+from .runner import Experiment, Trial
+from .verdicts import Claim
 
 #: Zone names, by zone index.
 ZONES = ("fine", "coarse")
@@ -157,15 +168,52 @@ class FixedDilationStack(nn.Module):
         return x
 
 
+class MultiDilationStack(nn.Module):
+    """``depth`` 3 x 3 convolutions ``channels -> channels``, each applied with every dilation of
+    ``dilations`` and averaged, each followed by a ReLU: a fixed, equal mix of receptive fields
+    (like ASPP, but with one shared weight, so it has exactly the parameters of
+    :class:`FixedDilationStack`). Each layer equals
+    ``adaptive_dilation_conv(x, weight, bias, gates=1/D everywhere, dilations=dilations)``."""
+
+    def __init__(self, channels: int, depth: int = 3, dilations: tuple = (1, 2, 4), kernel_size: int = 3):
+        super().__init__()
+        self.dilations = tuple(V.check_positive_int("dilations", d) for d in dilations)
+        if not self.dilations:
+            raise ValueError("dilations must be a non-empty tuple of positive ints; got ()")
+        self.kernel_size = kernel_size
+        self.layers = nn.ModuleList(nn.Conv2d(channels, channels, kernel_size) for _ in range(depth))
+
+    def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``i`` before its ReLU: the mean over the dilations of the dilated convolution."""
+        conv, r = self.layers[i], (self.kernel_size - 1) // 2
+        return sum(F.conv2d(x, conv.weight, conv.bias, padding=d * r, dilation=d)
+                   for d in self.dilations) / len(self.dilations)
+
+    def as_gated(self, i: int, x: torch.Tensor, backend: str = "torch") -> torch.Tensor:
+        """Layer ``i`` through :func:`~dyncore.pad.adaptive_dilation_conv` with gates ``1 / D``."""
+        D = len(self.dilations)
+        gates = x.new_full((x.shape[0], D, x.shape[2], x.shape[3]), 1.0 / D)
+        conv = self.layers[i]
+        return adaptive_dilation_conv(x, conv.weight, conv.bias, gates, dilations=self.dilations, backend=backend)
+
+    def forward(self, x):
+        for i in range(len(self.layers)):
+            x = F.relu(self.layer(i, x))
+        return x
+
+
 def make_segmenter(body: tuple, channels: int = 8, in_channels: int = 1, num_classes: int = 2,
                    depth: int = 3, tau: float = 1.0, backend: str = "auto") -> nn.Sequential:
-    """``body`` is ``("fixed", d)`` or ``("pad", dilations, aggregation)``."""
+    """``body`` is ``("fixed", d)``, ``("multi", dilations)`` or ``("pad", dilations, aggregation)``."""
     if body[0] == "fixed":
         middle = FixedDilationStack(channels, depth, body[1])
+    elif body[0] == "multi":
+        middle = MultiDilationStack(channels, depth, body[1])
     elif body[0] == "pad":
         middle = PADStack(channels, depth, dilations=body[1], aggregation=body[2], tau=tau, backend=backend)
     else:
-        raise ValueError(f"body must be ('fixed', d) or ('pad', dilations, aggregation); got {body!r}")
+        raise ValueError(f"body must be ('fixed', d), ('multi', dilations) or ('pad', dilations, "
+                         f"aggregation); got {body!r}")
     return nn.Sequential(
         nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
@@ -218,3 +266,153 @@ def evaluate_segmenter(model: nn.Module, data: StripeData, batch_size: int = 128
         result["variance"] = torch.stack([dilation_variance(h, dil).mean() for h in priors]).mean().item()
         result["priors"] = priors
     return result
+
+
+# --------------------------------------------------------------------------- the recorded experiment
+
+#: The models the chapter's experiments compare, by variant name.
+BODIES = {
+    "fixed d=1": ("fixed", 1),
+    "fixed d=2": ("fixed", 2),
+    "fixed d=4": ("fixed", 4),
+    "multi-dilation average": ("multi", (1, 2, 4)),
+    "PAD markov": ("pad", (1, 2, 4), "markov"),
+    "PAD gated": ("pad", (1, 2, 4), "gated"),
+    "PAD recurrent": ("pad", (1, 2, 4), "recurrent"),
+}
+#: The fixed-dilation variants, by dilation.
+FIXED = {1: "fixed d=1", 2: "fixed d=2", 4: "fixed d=4"}
+#: Test images whose hidden priors the first seed of each PAD variant records (for the maps).
+MAP_IMAGES = 2
+
+
+def prepare_stripes(config: dict) -> dict:
+    """The three splits of the stripes task, each from its own data seed."""
+    common = {k: config[k] for k in ("size", "cell", "tile", "fine_period", "coarse_period", "noise")}
+    return {split: make_stripes(config[f"n_{split}"], seed=config[f"seed_{split}"], **common)
+            for split in ("train", "val", "test")}
+
+
+@torch.no_grad()
+def _loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> float:
+    total = 0.0
+    for start in range(0, len(data.images), batch_size):
+        logits = model(data.images[start:start + batch_size])
+        total += F.cross_entropy(logits, data.labels[start:start + batch_size], reduction="sum").item()
+    return total / data.labels.numel()
+
+
+def pad_measurements(evaluation: dict, data: StripeData) -> dict:
+    """Scalar measurements of a PAD body from :func:`evaluate_segmenter`'s result: expected
+    dilation per zone (mean of the layers, and per layer), against the distance to a bar's edge
+    in coarse cells (``dilation_edge_k``), and the variance of the sampled dilation."""
+    by_zone = evaluation["dilation_by_zone"]
+    out = {"dilation_fine": sum(f for f, _ in by_zone) / len(by_zone),
+           "dilation_coarse": sum(c for _, c in by_zone) / len(by_zone),
+           "dilation_variance": evaluation["variance"]}
+    for layer, (f, c) in enumerate(by_zone):
+        out[f"dilation_fine_{layer + 1}"], out[f"dilation_coarse_{layer + 1}"] = f, c
+    mean_map = torch.stack(evaluation["expected_dilation"]).mean(0)
+    for k in range(int(data.edge_distance.max()) + 1):
+        here = data.edge_distance == k
+        if here.any():
+            out[f"dilation_edge_{k}"] = mean_map[here].mean().item()
+    return out
+
+
+def stripes_trial(t: Trial) -> dict:
+    """Train variant ``t.variant`` on the training split and evaluate it on ``t.split``: mIoU,
+    accuracy, accuracy in fine and coarse cells, the loss (``val_loss`` on the validation split,
+    also ``test_loss`` on the test split), and for a PAD body :func:`pad_measurements`."""
+    c = t.config
+    body = BODIES[t.variant]
+    model = make_segmenter(body, channels=c["channels"], depth=c["depth"], tau=c["tau"], backend=c["backend"])
+    train, val, held = t.data["train"], t.data["val"], t.data[t.split]
+    t.count(model, train.images[:1])
+    gen = torch.Generator().manual_seed(1000 + t.seed)
+
+    def batch_loss(step):
+        idx = torch.randint(0, len(train.images), (c["batch_size"],), generator=gen)
+        return F.cross_entropy(model(train.images[idx]), train.labels[idx])
+
+    t.train(model, batch_loss, c["steps"], validate=lambda: _loss(model, val), eval_every=c["eval_every"])
+    result = evaluate_segmenter(model, held)
+    metrics = {"miou": result["miou"], "accuracy": result["accuracy"],
+               "fine_accuracy": result["zone_accuracy"][0], "coarse_accuracy": result["zone_accuracy"][1],
+               "val_loss": t.record["curves"]["val_loss"][-1][1]}
+    model.eval()
+    if t.split == "test":
+        metrics["test_loss"] = _loss(model, held)
+    if body[0] == "pad":
+        metrics.update(pad_measurements(result, held))
+        if t.split == "test" and t.seed == 0:
+            # (image, layer, dilation, y, x), to 4 decimals
+            t.record["priors"] = (torch.stack(result["priors"], 1)[:MAP_IMAGES] * 1e4).round().div(1e4).tolist()
+    return metrics
+
+
+DILATION = Experiment(
+    name="05_pad_dilation", chapter=5,
+    title="PAD against every fixed dilation and the multi-dilation average, stripes task",
+    variants=("fixed d=1", "fixed d=2", "fixed d=4", "multi-dilation average", "PAD markov"),
+    config={"n_train": 1024, "n_val": 256, "n_test": 512, "seed_train": 1, "seed_val": 3, "seed_test": 2,
+            "size": 32, "cell": 16, "tile": 4, "fine_period": 2, "coarse_period": 16, "noise": 0.5,
+            "channels": 8, "depth": 3, "tau": 1.0, "backend": "torch",
+            "steps": 600, "batch_size": 16, "eval_every": 60, "lr": 1e-2},
+    quick={"n_train": 128, "n_val": 32, "n_test": 32, "steps": 20, "eval_every": 10},
+    prepare=prepare_stripes, trial=stripes_trial,
+    lr_grid=(1e-2, 3e-2), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    description="Segmentation of the stripes task (orientation of the stripes at every pixel; fine "
+                "cells need a small receptive field, coarse ones a large one). Every model: a stem of "
+                "two 3x3 convolutions, a body of three 3x3 layers, a 1x1 classifier, 8 channels. "
+                "Bodies: fixed dilation 1, 2 or 4; the multi-dilation average (each layer's weights "
+                "applied at dilations 1, 2, 4 and averaged); PAD with Markov aggregation over "
+                "{1, 2, 4} (Gumbel-softmax gates, tau = 1, no noise in eval). Adam with a one-cycle "
+                "schedule, batches of 16; learning rate per variant from the grid by the final "
+                "validation loss of seed 0.",
+    matched="fixed d=1, 2, 4 and the multi-dilation average have exactly the same parameters; "
+            "PAD has those plus its prior branch (3 layers x (8 x 3 + 3) = 81).",
+)
+
+EXPERIMENTS = (DILATION,)
+
+
+def claims(result: dict) -> tuple[Claim, ...]:
+    """What the chapter tests on a recorded ``05_pad_dilation`` run (decided by
+    :func:`dyncore.experiments.verdicts.verdict`). The best fixed dilation is the one with the
+    highest mean test mIoU, a choice that favours the baseline."""
+    from .verdicts import mean_std, values
+
+    best = max(FIXED.values(), key=lambda v: mean_std(values(result, v, "miou"))[0])
+    return (
+        Claim("PAD beats the vanilla network (fixed d=1) on mIoU", "miou", "PAD markov", "fixed d=1",
+              paper="66.5 vs 64.7 mIoU (Table 2, VGG-16 FCN-8s, VOC)", source="Table 2"),
+        Claim(f"PAD beats the best fixed dilation ({best}) on mIoU", "miou", "PAD markov", best,
+              paper="not compared in the paper"),
+        Claim("PAD beats the multi-dilation average on mIoU", "miou", "PAD markov", "multi-dilation average",
+              paper="not compared in the paper"),
+        Claim("PAD beats the best fixed dilation in fine cells", "fine_accuracy", "PAD markov", best,
+              paper="not compared in the paper"),
+        Claim("PAD beats the best fixed dilation in coarse cells", "coarse_accuracy", "PAD markov", best,
+              paper="not compared in the paper"),
+    )
+
+
+def zone_result(result: dict, variant: str = "PAD markov", metrics: tuple[str, str] = ("dilation_coarse", "dilation_fine"),
+                names: tuple[str, str] = ("coarse cells", "fine cells")) -> dict:
+    """A result-shaped dict whose two "variants" are two measurements of one variant's seeds
+    (by default its mean expected dilation in coarse and in fine cells, as ``"dilation"``), so
+    that :func:`~dyncore.experiments.verdicts.verdict` can compare them."""
+    runs = result["variants"][variant]["runs"]
+    return {"variants": {name: {"runs": [{"seed": r["seed"], "metrics": {"dilation": r["metrics"][m]}}
+                                         for r in runs]}
+                         for name, m in zip(names, metrics)}}
+
+
+#: Claims on :func:`zone_result`: where PAD looks further.
+ZONE_CLAIMS = (
+    Claim("PAD looks further in coarse cells than in fine ones", "dilation", "coarse cells", "fine cells",
+          paper="larger dilations for larger objects (Fig. 4, qualitative)"),
+    Claim("PAD looks further 3 pixels from a bar's edge than next to it", "dilation", "3 pixels", "0 pixels",
+          paper="not measured in the paper"),
+)
