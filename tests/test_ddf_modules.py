@@ -85,14 +85,40 @@ def test_ddf_module_applies_normalized_filters():
                                                    (5, 6, 1, 1, 1), (7, 7, 3, 3, 2)])
 def test_ddf_module_shapes_and_eq2(H, W, k, stride, dilation):
     torch.manual_seed(0)
-    m = DDF(5, k, stride, dilation).double()
+    # one tap: filter normalization is refused (test_one_tap_...), so use the sigmoid there
+    m = DDF(5, k, stride, dilation, normalization="filter" if k > 1 else "sigmoid").double()
     x = randn(2, 5, H, W)
     out = m(x)
     Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
     assert out.shape == (2, 5, Ho, Wo)
+    assert out.abs().amax() > 1e-3  # a reference of zeros would prove nothing
     assert m.last_spatial.shape == (2, k * k, Ho, Wo) and m.last_channel.shape == (2, 5, k * k)
     spec = ddf_loops(x.numpy(), m.last_spatial.numpy(), m.last_channel.numpy(), k, dilation, stride)
     torch.testing.assert_close(out, torch.from_numpy(spec), **F64)
+
+
+@pytest.mark.parametrize("make", [lambda: DDF(4, kernel_size=1), lambda: DDF(4, 1, filters="channel"),
+                                  lambda: DDFUp(4, 2, 1), lambda: DDFUp(4, 2, 1, guided=True)],
+                         ids=["DDF", "DDF-channel", "DDFUp", "DDFUp-guided"])
+def test_one_tap_with_filter_normalization_is_refused(make):
+    # a one-tap filter standardizes to 0: the layer would output zeros and pass no gradient
+    with pytest.raises(ValueError, match=r"kernel_size=1 with normalization='filter'.*'sigmoid'"):
+        make()
+
+
+@pytest.mark.parametrize("normalization", [n for n in NORMALIZATIONS if n != "filter"])
+def test_one_tap_layers_with_other_normalizations_output_and_learn(normalization):
+    torch.manual_seed(0)
+    for m, shape in ((DDF(16, 1, normalization=normalization), (2, 16, 5, 6)),
+                     (DDFUp(16, 2, 1, normalization=normalization), (2, 16, 10, 12))):
+        m.eval()  # batch norm: its initial running statistics (train-mode statistics of 2 images are degenerate)
+        x = torch.randn(2, 16, 5, 6, requires_grad=True)
+        out = m(x)
+        assert out.shape == shape and out.abs().amax() > 1e-3
+        out.square().mean().backward()
+        assert x.grad.abs().sum() > 0
+        for name, p in m.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize("c,k,ratio", [(16, 3, 0.2), (64, 3, 0.2), (32, 5, 0.25), (10, 3, 0.3), (256, 3, 0.2)])

@@ -14,11 +14,22 @@ its input and applies them with :func:`dyncore.ddf.functional.ddf`:
 
 The paper's Eq. 3 (Chapter 6, eq-ddf-fn) standardizes each generated filter and then rescales
 and shifts it with ``alpha`` and ``beta``, "running standard deviation and mean values ...
-similar to those in batch normalization". The paper does not say how those are computed. The book's choice, that of the
-authors' public implementation: each filter is standardized over its ``k*k`` taps (the unbiased
-standard deviation plus ``eps``), **the mean is not restored** (``beta = 0``), the spatial filter
-is multiplied by a fixed gain (:data:`SPATIAL_GAIN` ``/ k``) and the channel filter by a
-learnable scale per channel and tap (``alpha^ch``, ``(C, k*k)``, initialized to 1).
+similar to those in batch normalization". The paper does not say how those are computed. The
+book's choice follows the *structure* of the authors' public implementation (``FilterNorm`` in
+``ddf/ddf.py`` of github.com/theFoxofSky/ddfnet): each filter is standardized over its ``k*k``
+taps (the unbiased standard deviation plus ``eps``), **the mean is not restored** (``beta = 0``),
+the spatial filter is multiplied by a fixed gain and the channel filter by a learnable scale per
+channel and tap (``alpha^ch``, ``(C, k*k)``). The constants are the book's own and differ from
+that code: ``eps`` = :data:`EPS` = 1e-5 (theirs 1e-10), spatial gain :data:`SPATIAL_GAIN` ``/ k``
+= ``1/k`` (theirs ``calculate_gain(nonlinearity) / k``, ``sqrt(2)/k`` with ``DDFPack``'s default
+``"relu"``, ``1/k`` with ``DDFUpPack``'s default ``"linear"``), ``alpha^ch`` initialized to ones (theirs ``randn * gain / k``), and a squeeze width
+``round(se_ratio * C)``, at least 1 (theirs ``int(se_ratio * C)``).
+
+**One tap.** With ``kernel_size=1`` a filter has a single tap, which standardization maps to 0:
+the layer's output would be identically zero and no gradient would reach its parameters. So
+:class:`DDF` and :class:`DDFUp` raise ``ValueError`` for ``kernel_size=1`` with
+``normalization="filter"`` (the default); choose ``"sigmoid"``, ``"batch"`` or ``"none"`` for a
+one-tap layer.
 
 :class:`DDFUp` (Fig. 5) upsamples by ``scale`` with ``scale**2`` DDF branch pairs, one per
 sub-pixel position, whose outputs are pixel-shuffled. Its spatial filters come from guidance
@@ -120,6 +131,14 @@ class _FilterHead(nn.Module):
         return raw.reshape(B, G, C, T)
 
 
+def _check_filter_norm_taps(kernel_size, normalization):
+    """Filter normalization of a one-tap filter is identically zero: refuse it (see the module docstring)."""
+    if kernel_size == 1 and normalization == "filter":
+        raise ValueError("kernel_size=1 with normalization='filter' would standardize every one-tap "
+                         "filter to 0 (an output of zeros and no gradient); use kernel_size >= 3 or "
+                         "normalization='sigmoid', 'batch' or 'none'")
+
+
 def _check_input(x, channels, name="x"):
     V.check_tensor(name, x, 4, "(B, C, H, W)")
     if x.shape[1] != channels:
@@ -139,7 +158,8 @@ class DDF(nn.Module):
     ``filters`` (``"both"``, or ``"spatial"``/``"channel"`` alone with the other set to 1,
     Table 3a), ``normalization`` (``"filter"``, Chapter 6, eq-ddf-fn as the book reads it; ``"batch"``;
     ``"sigmoid"``; ``"none"``, Table 3b) and ``backend`` of :func:`~dyncore.ddf.functional.ddf`.
-    The module has no bias: a BatchNorm follows it in a network (Fig. 4).
+    ``kernel_size=1`` with ``normalization="filter"`` raises ``ValueError`` (a one-tap filter
+    standardizes to 0; see the module docstring). The module has no bias: a BatchNorm follows it in a network (Fig. 4).
     """
 
     def __init__(self, channels, kernel_size=3, stride=1, dilation=1, se_ratio=0.2, *,
@@ -152,6 +172,7 @@ class DDF(nn.Module):
         self.se_ratio = V.check_positive_number("se_ratio", se_ratio)
         self.filters = V.check_choice("filters", filters, FILTERS)
         self.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
+        _check_filter_norm_taps(self.kernel_size, self.normalization)
         resolve_backend(backend, torch.device("cpu"))
         self.backend = backend
         factory = {"device": device, "dtype": dtype}
@@ -242,7 +263,13 @@ class DDFUp(nn.Module):
       is predicted from the guidance at that very pixel.
     * Channel filters: global average pooling of ``x``, then for each pair its own
       squeeze-excitation ``C -> round(se_ratio*C) -> C*k*k``.
-    * Both normalized as in :class:`DDF`.
+    * Both normalized as in :class:`DDF` (so ``kernel_size=1`` with ``normalization="filter"``
+      raises ``ValueError``).
+
+    The guidance is read at the *output* resolution, one high-resolution pixel per sub-pixel
+    branch. The authors' ``DDFUpPack`` (``ddf/ddf.py`` of github.com/theFoxofSky/ddfnet) instead
+    takes its ``joint_x`` at the *input* resolution (``H x W``, with the input's channels) and
+    feeds the same guidance pixel to all ``scale**2`` branches.
 
     Keyword-only extras: ``dilation``, ``se_ratio``, ``guidance_channels`` (default
     ``channels``), ``normalization``, ``backend``.
@@ -262,6 +289,7 @@ class DDFUp(nn.Module):
         if guidance_channels is not None and not guided:
             raise ValueError("guidance_channels is only used with guided=True")
         self.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
+        _check_filter_norm_taps(self.kernel_size, self.normalization)
         resolve_backend(backend, torch.device("cpu"))
         self.backend = backend
         factory = {"device": device, "dtype": dtype}
