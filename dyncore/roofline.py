@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .validation import check_positive_int
+from .validation import check_kernel_size, check_positive_int
 
 __all__ = [
     "Cost", "Machine", "measure_bandwidth", "measure_peak_flops", "measure_machine", "operator_cost",
@@ -52,6 +52,7 @@ class Cost:
 
 
 @dataclass(frozen=True)
+
 class Machine:
     """A device's measured limits: ``bandwidth`` in bytes/s, ``peak_flops`` in FLOP/s."""
 
@@ -76,6 +77,15 @@ class Machine:
                 f"{self.bandwidth / 1e9:.1f} GB/s (copy {self.copy_bandwidth / 1e9:.1f}, triad "
                 f"{self.triad_bandwidth / 1e9:.1f}), matmul peak {self.peak_flops / 1e9:.1f} GFLOP/s, "
                 f"ridge point {self.ridge:.2f} FLOP/byte")
+
+
+
+def check_cost_args(B, C, H, W, k) -> int:
+    """Every cost model's arguments: ``B, C, H, W`` positive ints and ``k`` an odd kernel size
+    (returned)."""
+    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
+        check_positive_int(name, v)
+    return check_kernel_size("k", k)
 
 
 def _sync(device: torch.device) -> None:

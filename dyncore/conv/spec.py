@@ -9,8 +9,8 @@ from torch import nn
 
 from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
 from ..geometry import output_size
-from ..roofline import Cost
-from ..validation import check_kernel_size, check_positive_int
+from ..roofline import Cost, check_cost_args
+from ..validation import check_positive_int
 from .functional import conv2d
 
 __all__ = ["SPECS", "conv2d_cost", "conv_parameter_formula", "depthwise_conv2d_cost", "reference",
@@ -121,18 +121,12 @@ def error_inputs():
 
 # ----------------------------------------------------------------------------- benchmark
 
-def _check(B, C, H, W, k):
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    return check_kernel_size("k", k)
-
-
 def conv2d_cost(B, C, H, W, k, *, out_channels=None, stride=1, itemsize=4) -> Cost:
     """Dense ``k x k`` convolution ``C -> out_channels`` (default ``C``), same padding.
 
     FLOPs ``2 B Co Ho Wo C k^2``; bytes: input, weight ``Co C k^2`` and output.
     """
-    k = _check(B, C, H, W, k)
+    k = check_cost_args(B, C, H, W, k)
     Co = C if out_channels is None else check_positive_int("out_channels", out_channels)
     Ho, Wo = output_size(H, stride), output_size(W, stride)
     flops = 2 * B * Co * Ho * Wo * C * k * k
@@ -141,7 +135,7 @@ def conv2d_cost(B, C, H, W, k, *, out_channels=None, stride=1, itemsize=4) -> Co
 
 def depthwise_conv2d_cost(B, C, H, W, k, *, stride=1, itemsize=4) -> Cost:
     """Depthwise ``k x k`` convolution (``groups = C``): FLOPs ``2 B C Ho Wo k^2``."""
-    k = _check(B, C, H, W, k)
+    k = check_cost_args(B, C, H, W, k)
     Ho, Wo = output_size(H, stride), output_size(W, stride)
     return Cost(2 * B * C * Ho * Wo * k * k,
                 itemsize * (B * C * H * W + C * k * k + B * C * Ho * Wo))

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 from ..geometry import output_size
 from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
-from ..roofline import Cost
-from ..validation import check_kernel_size, check_positive_int
+from ..roofline import Cost, check_cost_args
 from .functional import ddf
 from .modules import DDF, branch_parameters, squeeze_width
 
@@ -158,9 +157,7 @@ def ddf_cost(B, C, H, W, k, *, stride=1, itemsize=4) -> Cost:
     """DDF (Chapter 6, eq-ddf-op): ``3 n c k^2`` FLOPs, the paper's count for "filter combination
     and application" (spatial x channel, x input, add), with ``n = B Ho Wo``; bytes: input,
     spatial filter ``(B, k^2, Ho, Wo)``, channel filter ``(B, C, k^2)`` and output."""
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    k = check_kernel_size("k", k)
+    k = check_cost_args(B, C, H, W, k)
     Ho, Wo = output_size(H, stride), output_size(W, stride)
     return Cost(3 * B * C * Ho * Wo * k * k,
                 itemsize * (B * C * H * W + B * k * k * Ho * Wo + B * C * k * k + B * C * Ho * Wo))

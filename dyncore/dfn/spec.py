@@ -8,8 +8,7 @@ import torch.nn.functional as F
 
 from ..conv.spec import unfold_memory
 from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
-from ..roofline import Cost
-from ..validation import check_kernel_size, check_positive_int
+from ..roofline import Cost, check_cost_args
 from .functional import dynamic_filter
 from .modules import DynamicFilterLayer
 
@@ -119,9 +118,7 @@ def error_inputs():
 def dynamic_filter_cost(B, C, H, W, k, *, itemsize=4) -> Cost:
     """DFN (Chapter 2, eq-dfn): per-pixel filters ``(B, k^2, H, W)`` shared by the channels;
     FLOPs ``2 B C H W k^2``, bytes: input, filters and output."""
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    k = check_kernel_size("k", k)
+    k = check_cost_args(B, C, H, W, k)
     return Cost(2 * B * C * H * W * k * k,
                 itemsize * (2 * B * C * H * W + B * k * k * H * W))
 

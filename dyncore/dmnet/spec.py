@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
-from ..roofline import Cost
-from ..validation import check_kernel_size, check_positive_int
+from ..roofline import Cost, check_cost_args
+from ..validation import check_positive_int
 from .functional import context_filter
 from .modules import DCM
 
@@ -101,9 +101,7 @@ def error_inputs():
 def context_filter_cost(B, C, H, W, k, *, itemsize=4) -> Cost:
     """DMNet's context filter (Chapter 4, eq-dmnet-context-filter): one depthwise ``k x k`` filter
     per image and channel; FLOPs ``2 B C H W k^2``, bytes: input, filters and output."""
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    k = check_kernel_size("k", k)
+    k = check_cost_args(B, C, H, W, k)
     return Cost(2 * B * C * H * W * k * k,
                 itemsize * (2 * B * C * H * W + B * C * k * k))
 

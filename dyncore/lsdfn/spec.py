@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
-from ..roofline import Cost
+from ..roofline import Cost, check_cost_args
 from ..validation import check_kernel_size, check_positive_int
 from .functional import large_sampling_filter
 from .modules import LSDFN
@@ -140,9 +140,7 @@ def large_sampling_filter_cost(B, C, H, W, k, *, out_channels=None, samples=BENC
     ``A_sam (B, Co, s^2, H, W)`` and the output. ``U`` alone is ``Co`` times the input: the
     operator is memory-bound by construction.
     """
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    k = check_kernel_size("k", k)
+    k = check_cost_args(B, C, H, W, k)
     Co = C if out_channels is None else check_positive_int("out_channels", out_channels)
     s = check_kernel_size("samples", samples)
     n = B * H * W

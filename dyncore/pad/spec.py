@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
-from ..roofline import Cost
-from ..validation import check_kernel_size, check_positive_int
+from ..roofline import Cost, check_cost_args
+from ..validation import check_positive_int
 from .functional import adaptive_dilation_conv
 from .modules import PADConv2d
 
@@ -128,9 +128,7 @@ def adaptive_dilation_conv_cost(B, C, H, W, k, *, out_channels=None, dilations=l
     FLOPs ``D (2 B Co H W C k^2 + 2 B Co H W)``; bytes: input, weight, gates ``(B, D, H, W)``,
     bias and output. With one-hot gates the fused kernel does ``1/D`` of the FLOPs.
     """
-    for name, v in (("B", B), ("C", C), ("H", H), ("W", W)):
-        check_positive_int(name, v)
-    k = check_kernel_size("k", k)
+    k = check_cost_args(B, C, H, W, k)
     Co = C if out_channels is None else check_positive_int("out_channels", out_channels)
     D = check_positive_int("dilations", dilations)
     n = B * H * W
