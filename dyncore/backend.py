@@ -74,24 +74,6 @@ def run_loops(fn: Callable[..., np.ndarray], *args, like: torch.Tensor):
     return torch.from_numpy(np.ascontiguousarray(out)).to(device=like.device, dtype=like.dtype)
 
 
-def autocast_inputs(*tensors):
-    """Under ``torch.autocast`` (CPU or CUDA), half-precision inputs become float32.
-
-    The book's kernels compute in float32 or float64 (Numba has no bfloat16), so an operator
-    inside an autocast region computes in float32, as PyTorch's own autocast does for operators
-    that need the range (``torch.library.register_autocast`` with ``float32``). Outside autocast
-    nothing changes, and a bfloat16 tensor passed directly is refused by validation, naming the
-    argument. Call it first in an operator, before validation.
-    """
-    out = []
-    for t in tensors:
-        if (isinstance(t, torch.Tensor) and t.dtype in (torch.bfloat16, torch.float16)
-                and t.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(t.device.type)):
-            t = t.float()
-        out.append(t)
-    return tuple(out)
-
-
 def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Callable,
              vectorized: Callable, kernels: dict, op=None):
     """Run one operator on the backend asked for; every operator's public function ends here.
