@@ -417,3 +417,155 @@ def test_kernel_check_wants_a_cuda_kernel():
     with pytest.raises(AssertionError, match=r"plain Python function, not a CUDA kernel: decorate it "
                                              r"with @cuda\.jit"):
         ch01.check_dilated_conv2d_cuda_kernel(SOL.dilated_conv2d_cuda_kernel.py_func)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: FLOPs
+# ------------------------------------------------------------------------------------------
+
+def _flops(x_shape, weight_shape, s, p, d, *, macs=False, backward_factor=2, ignore_stride=False):
+    B, Cin, H, W = x_shape
+    Cout, _, k, _ = weight_shape
+    sd = 1 if ignore_stride else s
+    Ho, Wo = ((n + 2 * p - d * (k - 1) - 1) // sd + 1 for n in (H, W))
+    forward = (1 if macs else 2) * B * Cout * Ho * Wo * Cin * k * k
+    return forward, backward_factor * forward
+
+
+def test_flop_measurement_is_what_the_formula_says():
+    for case in ch01.FLOP_CASES:
+        assert ch01.measure_conv2d_flops(*case) == SOL.predict_conv2d_flops(*case)
+
+
+@pytest.mark.parametrize("mistake,match", [
+    ({"macs": True}, "counts multiply-adds"),
+    ({"backward_factor": 1}, "gives the backward the forward's cost"),
+    ({"ignore_stride": True}, r"you predicted \d+ forward FLOPs"),
+    ({"backward_factor": 3}, r"you predicted \d+ backward FLOPs"),
+])
+def test_flop_check_rejects_wrong_predictions(mistake, match):
+    with pytest.raises(AssertionError, match=match):
+        ch01.check_predict_conv2d_flops(lambda *a: _flops(*a, **mistake))
+
+
+def test_flop_check_names_the_output_size_mistake():
+    def same_size(x_shape, weight_shape, s, p, d):
+        B, Cin, H, W = x_shape
+        Cout, _, k, _ = weight_shape
+        forward = 2 * B * Cout * H * W * Cin * k * k
+        return forward, 2 * forward
+    with pytest.raises(AssertionError, match="uses the input's size for the output"):
+        ch01.check_predict_conv2d_flops(same_size)
+
+
+def test_flop_check_wants_two_numbers():
+    with pytest.raises(AssertionError, match="return two numbers"):
+        ch01.check_predict_conv2d_flops(lambda *a: 12)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug in the scattered input gradient
+# ------------------------------------------------------------------------------------------
+
+def test_the_notebook_gives_the_planted_bug():
+    """The notebook's function and the check's copy of it are the same broken code."""
+    stub = _notebook_stubs()["conv2d_grad_input"]
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(2, 3, 4, 3, generator=gen, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(stub(g, w, (8, 7), 2, 1, 1),
+                               ch01.planted_conv2d_grad_input(g, w, (8, 7), 2, 1, 1))
+    with pytest.raises(StubError, match="the planted mistake is still there"):
+        ch01.check_conv2d_grad_input(stub)
+
+
+def _grad_input(grad_out, weight, input_size, s, p, d, *, slice_step=None, crop=None, flip_rows=False):
+    """The scattered input gradient with switchable mistakes."""
+    B, Cout, Ho, Wo = grad_out.shape
+    _, Cin, k, _ = weight.shape
+    H, W = input_size
+    step = s if slice_step is None else slice_step
+    grad_xp = grad_out.new_zeros(B, Cin, H + 2 * p + 2 * k * d * s, W + 2 * p + 2 * k * d * s)
+    for i in range(k):
+        for j in range(k):
+            w_ij = weight[:, :, k - 1 - i if flip_rows else i, j]
+            contrib = torch.einsum("oc,bohw->bchw", w_ij, grad_out)
+            grad_xp[:, :, i * d: i * d + step * (Ho - 1) + 1: step,
+                    j * d: j * d + step * (Wo - 1) + 1: step] += contrib
+    c = p if crop is None else crop
+    return grad_xp[:, :, c: c + H, c: c + W]
+
+
+def test_the_switchable_grad_input_is_right_without_a_mistake():
+    ch01.check_conv2d_grad_input(_grad_input)
+
+
+@pytest.mark.parametrize("mistake", [
+    {"slice_step": 1},    # forgets the stride: scatters to neighbouring pixels
+    {"crop": 0},          # crops the padded gradient at the wrong corner
+    {"flip_rows": True},  # a half-fix: flips the rows only
+])
+def test_grad_input_check_rejects_wrong_fixes(mistake):
+    with pytest.raises(AssertionError) as info:
+        ch01.check_conv2d_grad_input(lambda *a: _grad_input(*a, **mistake))
+    assert not isinstance(info.value, StubError)
+
+
+def test_grad_input_gradcheck_catches_what_slips_past_the_cases(monkeypatch):
+    """A function right on the cases but wrong elsewhere fails on gradcheck's own case."""
+    monkeypatch.setattr(ch01, "GRAD_INPUT_CASES", ch01.GRAD_INPUT_CASES[:1])
+    wrong = lambda g, w, size, s, p, d: _grad_input(g, w, size, s, p, d, slice_step=1)  # noqa: E731
+    with pytest.raises(AssertionError, match="gradcheck"):
+        ch01.check_conv2d_grad_input(wrong)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 7: which spelling of the sum
+# ------------------------------------------------------------------------------------------
+
+def _probe_with(kernel_value, image_value):
+    """A which_spelling that probes with a given kernel and image (too symmetric to tell)."""
+    def which(op, k):
+        r = (k - 1) // 2
+        n = 2 * k + 1
+        x = torch.zeros(1, 1, n, n, dtype=torch.float64)
+        x[0, 0, k, k] = image_value
+        w = torch.full((1, 1, k, k), 0.0, dtype=torch.float64)
+        w[0, 0, r, r] = kernel_value  # the centre tap only: a flip or a shift changes nothing
+        out = op(x, w)[0, 0]
+        y, _ = divmod(int(out.abs().argmax()), n)
+        return {k + r: "cross-correlation", k - r: "convolution"}.get(y, "top-left")
+    return which
+
+
+def test_spelling_layers_are_the_chapters_three_readings():
+    x = torch.randn(1, 1, 7, 8, dtype=torch.float64)
+    w = torch.randn(1, 1, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(ch01.SPELLINGS["cross-correlation"](x, w), F.conv2d(x, w, padding=1))
+    torch.testing.assert_close(ch01.SPELLINGS["convolution"](x, w),
+                               F.conv2d(x, w.flip(-2, -1), padding=1))
+    book = F.conv2d(x, w, padding=1)
+    torch.testing.assert_close(ch01.SPELLINGS["top-left"](x, w)[..., :-1, :-1], book[..., 1:, 1:])
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda op, k: "cross-correlation",   # the book's spelling, always
+    lambda op, k: "top-left",
+    _probe_with(1.0, 1.0),               # a symmetric probe: every layer looks the same
+    lambda op, k: "correlation",         # not one of the three names
+])
+def test_spelling_check_rejects_wrong_answers(wrong):
+    with pytest.raises(AssertionError):
+        ch01.check_which_spelling(wrong)
+
+
+def test_spelling_black_box_names_bad_shapes():
+    op = ch01._black_box(ch01.SPELLINGS["convolution"])
+    with pytest.raises(ValueError, match=r"op takes x of shape \(1, 1, H, W\)"):
+        op(torch.zeros(2, 1, 5, 5), torch.zeros(1, 1, 3, 3))
+
+
+def test_show_kernel_error_is_zero_for_the_solution(capsys):
+    error = ch01.show_kernel_error(SOL.dilated_conv2d_cuda_kernel)
+    assert error.shape == (5, 7) and float(error.max()) < 1e-10
+    assert "largest error per output pixel" in capsys.readouterr().out

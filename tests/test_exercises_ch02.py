@@ -9,6 +9,8 @@ wrong. The wrong answers below are written on purpose.
 """
 
 
+from pathlib import Path
+
 import dyncore  # noqa: F401  first: picks the GPU or the CUDA simulator before Numba loads
 import pytest
 import torch
@@ -350,3 +352,137 @@ def test_kernel_check_wants_a_cuda_kernel():
     with pytest.raises(AssertionError, match=r"plain Python function, not a CUDA kernel: decorate it "
                                              r"with @cuda\.jit"):
         ch02.check_grad_input_cuda_kernel(SOL.grad_input_cuda_kernel.py_func)
+
+
+def _notebook_stubs() -> dict:
+    """The functions the notebook defines (its cells that are not meant to raise)."""
+    from test_exercises import load_stubs
+
+    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "02_dynamic_filters.md")
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the best shared kernel
+# ------------------------------------------------------------------------------------------
+
+def test_shared_measurement_is_close_to_the_formula_and_the_chapters_half():
+    assert abs(ch02.measure_best_shared_loss(1, 2) - 1.0) < 0.05   # the chapter's toy: no progress
+    assert ch02.measure_best_shared_loss(0, 4) < 1e-12              # all ask for K: K fits exactly
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda q: 1 - 2 * q, "1 - 2q is the best kernel's multiple of K"),
+    (lambda q: (1 - 2 * q) ** 2, r"\(1 - 2q\)\^2 is the share of the loss"),
+    (lambda q: 2 * q, r"returned 0.500, but the best shared kernel leaves 0.751"),
+    (lambda q: q, r"returned 0.250"),
+    (lambda q: 1.0, r"returned 1.000, but the best shared kernel leaves 0.751"),  # "never helps"
+    (lambda q: "0.75", r"returned 0.750, but the best shared kernel leaves 0.433"),  # one number
+    (lambda q: None, "return a number"),
+])
+def test_shared_check_rejects_wrong_predictions(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch02.check_predict_best_shared_loss(wrong)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug in the tap-by-tap input gradient
+# ------------------------------------------------------------------------------------------
+
+def test_the_notebook_gives_the_planted_dfn_bug():
+    stub = _notebook_stubs()["dfn_grad_input"]
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(2, 3, 6, 5, generator=gen, dtype=torch.float64)
+    f = torch.randn(2, 9, 6, 5, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(stub(g, f, 3, 2), ch02.planted_dfn_grad_input(g, f, 3, 2))
+    with pytest.raises(StubError, match="the planted mistake is still there"):
+        ch02.check_dfn_grad_input(stub)
+
+
+def _dfn_grad_input(grad_out, filters, k, d, *, sign=-1, filter_shift=True, flip_tap=False):
+    """The tap-by-tap input gradient with switchable mistakes."""
+    B, C, H, W = grad_out.shape
+    r = (k - 1) // 2
+    R = r * d
+    Gp = F.pad(grad_out, (R, R, R, R))
+    Fp = F.pad(filters, (R, R, R, R))
+    grad_x = torch.zeros_like(grad_out)
+    for t in range(k * k):
+        oy, ox = sign * (t // k - r) * d, sign * (t % k - r) * d
+        G_t = Gp[:, :, R + oy: R + oy + H, R + ox: R + ox + W]
+        u = k * k - 1 - t if flip_tap else t
+        f_t = (Fp[:, u: u + 1, R + oy: R + oy + H, R + ox: R + ox + W] if filter_shift
+               else filters[:, u: u + 1])
+        grad_x += G_t * f_t
+    return grad_x
+
+
+def test_the_switchable_dfn_grad_input_is_right_without_a_mistake():
+    ch02.check_dfn_grad_input(_dfn_grad_input)
+
+
+@pytest.mark.parametrize("mistake", [
+    {"sign": +1},                          # gathers from (y + oy, x + ox): the forward's pixel
+    {"sign": +1, "filter_shift": False},   # flips the offsets instead of shifting the filter
+    {"flip_tap": True},                    # the right pixel, but the flipped tap's filter
+])
+def test_dfn_grad_input_check_rejects_wrong_fixes(mistake):
+    with pytest.raises(AssertionError) as info:
+        ch02.check_dfn_grad_input(lambda *a: _dfn_grad_input(*a, **mistake))
+    assert not isinstance(info.value, StubError)
+
+
+def test_dfn_grad_input_gradcheck_catches_what_slips_past_the_cases(monkeypatch):
+    monkeypatch.setattr(ch02, "DFN_GRAD_INPUT_CASES", [(1, 2, 6, 4, 1, 3)])  # 1x1: no offset to get wrong
+    with pytest.raises(AssertionError, match="gradcheck"):
+        ch02.check_dfn_grad_input(lambda *a: _dfn_grad_input(*a, sign=+1))
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 7: the softmax ablation
+# ------------------------------------------------------------------------------------------
+
+def _fit(x, target, k, softmax, steps, lr, *, axis=1, init=0.0, optimizer=torch.optim.Adam, scale=1.0):
+    """fit_free_filters with switchable mistakes (the chapter's reference forward, for speed)."""
+    B, _, H, W = x.shape
+    logits = torch.full((B, k * k, H, W), init, dtype=x.dtype, requires_grad=True)
+    opt = optimizer([logits], lr=lr)
+
+    def loss():
+        f = logits.softmax(dim=axis) if softmax else logits
+        return ((ch02.reference_dynamic_filter(x, f, k, 1) - target) ** 2).sum()
+
+    for _ in range(steps):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    with torch.no_grad():
+        return float(loss() / (target ** 2).sum()) * scale
+
+
+def test_the_switchable_fit_is_right_without_a_mistake():
+    table = ch02.check_fit_free_filters(_fit)
+    assert table["invert the contrast", True] > 0.25 > 0.05 > table["move down by 1", True]
+
+
+@pytest.mark.parametrize("mistake,match", [
+    ({"axis": -1}, "the softmax over the k\\*k taps"),          # softmax over the width
+    ({"init": 1.0}, "zero filters give out = 0"),               # does not start from zero
+    ({"optimizer": torch.optim.SGD}, "after 40 Adam steps"),    # SGD at Adam's learning rate
+    ({"scale": 0.5}, "steps=0\\) returned"),                    # divides by 2 * sum(target**2)
+])
+def test_fit_check_rejects_wrong_answers(mistake, match):
+    with pytest.raises(AssertionError, match=match):
+        ch02.check_fit_free_filters(lambda *a: _fit(*a, **mistake))
+
+
+def test_fit_check_wants_a_number():
+    with pytest.raises(AssertionError, match="returned None; return the loss fraction as a float"):
+        ch02.check_fit_free_filters(lambda *a: None)
+    with pytest.raises(AssertionError, match="steps=0\\) returned 0.0"):  # a 0-d tensor is fine, 0 is not
+        ch02.check_fit_free_filters(lambda *a: torch.tensor(0.0))
+
+
+def test_show_kernel_error_is_zero_for_the_solution(capsys):
+    error = ch02.show_kernel_error(SOL.grad_input_cuda_kernel)
+    assert error.shape == (5, 6) and float(error.max()) < 1e-10
+    assert "largest error of grad_x per pixel" in capsys.readouterr().out

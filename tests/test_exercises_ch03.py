@@ -80,3 +80,125 @@ def test_stub_error_is_an_assertion_error():
         raise NotImplementedError
     with pytest.raises(StubError):
         ch03.check_sampling_field(stub)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 4: predict, then measure: the FLOPs of the materialized backend
+# ------------------------------------------------------------------------------------------
+
+def test_new_solutions_pass(capsys):
+    ch03.check_predict_lsdfn_flops(sol.predict_lsdfn_flops)
+    ch03.check_lsdfn_forward(sol.lsdfn_forward)
+    ch03.check_position_attention_reading(sol.position_attention_reading)
+    assert capsys.readouterr().out.count("Correct:") == 3
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda B, C, Co, H, W, k, s, g: 2 * B * Co * H * W * s * s * (C + k * k), "the factorized count"),
+    (lambda B, C, Co, H, W, k, s, g: B * Co * H * W * s * s * C * k * k, "multiply-adds"),
+    (lambda B, C, Co, H, W, k, s, g: 2 * B * Co * H * W * C * k * k, "one sample"),
+    (lambda B, C, Co, H, W, k, s, g: 2 * B * Co * H * W * s * s * C * k * k * g,
+     r"returned \d+, FlopCounterMode"),
+    (lambda *a: "many", "return a number"),
+])
+def test_lsdfn_flop_check_rejects_wrong_predictions(wrong, match):
+    with pytest.raises(AssertionError, match=match):
+        ch03.check_predict_lsdfn_flops(wrong)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 5: find and fix the bug in the forward pass
+# ------------------------------------------------------------------------------------------
+
+def _notebook_stubs() -> dict:
+    from pathlib import Path
+
+    from test_exercises import load_stubs
+
+    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "03_ls_dfn.md")
+
+
+def test_the_notebook_gives_the_planted_lsdfn_bug():
+    stub = _notebook_stubs()["lsdfn_forward"]
+    inputs = ch03._inputs(1, 2, 2, 7, 6, 3, 3, 0)
+    torch.testing.assert_close(stub(*inputs, 3, 3, 2), ch03.planted_lsdfn_forward(*inputs, 3, 3, 2))
+    with pytest.raises(StubError, match="the planted mistake is still there"):
+        ch03.check_lsdfn_forward(stub)
+
+
+def _forward(x, U, V, A_sam, A_pos, k, s, g, *, swap_samples=False, u_everywhere=False,
+             pos_unshifted=False, detach_v=False):
+    """The shifted-maps forward with switchable mistakes."""
+    r, rs = (k - 1) // 2, (s - 1) // 2
+    S = x.sum(1, keepdim=True)
+    out = torch.zeros_like(A_sam[:, :, 0])
+    for m in range(s * s):
+        a, b = (m % s, m // s) if swap_samples else (m // s, m % s)
+        my, mx = (a - rs) * g, (b - rs) * g
+        bracket = torch.zeros_like(out)
+        for t in range(k * k):
+            v = V[:, :, t].detach() if detach_v else V[:, :, t]
+            term = v * ch03.shifted(S, my + t // k - r, mx + t % k - r)
+            if u_everywhere or t == k * k // 2:
+                term = term + (U * ch03.shifted(x, my, mx)[:, None]).sum(2)
+            a_pos = A_pos[:, :, t] if pos_unshifted else ch03.shifted(A_pos[:, :, t], my, mx)
+            bracket += a_pos * term
+        out += A_sam[:, :, m] * bracket
+    return out
+
+
+def test_the_switchable_forward_is_right_without_a_mistake():
+    ch03.check_lsdfn_forward(_forward)
+
+
+@pytest.mark.parametrize("mistake,match", [
+    ({"swap_samples": True}, "is wrong"),       # rows and columns of the samples swapped
+    ({"u_everywhere": True}, "is wrong"),       # Eq. 6 as typeset: U at every tap
+    ({"pos_unshifted": True}, "is wrong"),      # A_pos read at the output pixel
+    ({"detach_v": True}, "autograd finds no path from V"),  # breaks autograd
+])
+def test_forward_check_rejects_wrong_fixes(mistake, match):
+    with pytest.raises(AssertionError, match=match) as info:
+        ch03.check_lsdfn_forward(lambda *a: _forward(*a, **mistake))
+    assert not isinstance(info.value, StubError)
+
+
+def test_shifted_moves_a_map():
+    z = torch.arange(12.0).view(3, 4)
+    assert torch.equal(ch03.shifted(z, 1, 0)[0], z[1])
+    assert torch.equal(ch03.shifted(z, 1, 0)[2], torch.zeros(4))
+    assert torch.equal(ch03.shifted(z, 0, -1)[:, 1:], z[:, :-1])
+    assert torch.equal(ch03.shifted(z, 5, 0), torch.zeros(3, 4))
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 6: which reading of Eq. 3-4
+# ------------------------------------------------------------------------------------------
+
+def test_the_two_readings_agree_with_one_sample_and_differ_with_more():
+    inputs = ch03._inputs(1, 2, 2, 6, 5, 3, 1, 0)
+    centre, output = (ch03._reading(name) for name in ch03.READINGS)
+    torch.testing.assert_close(centre(*inputs, 3, 1, 2), output(*inputs, 3, 1, 2))
+    inputs = ch03._inputs(1, 2, 2, 6, 5, 3, 3, 0)
+    assert not torch.allclose(centre(*inputs, 3, 3, 2), output(*inputs, 3, 3, 2))
+
+
+def _uniform_probe(op, k, s, g):
+    """A probe whose position attention is the same everywhere: both readings look alike."""
+    n = 9
+    ones = dict(dtype=torch.float64)
+    out = op(torch.ones(1, 1, n, n, **ones), torch.zeros(1, 1, 1, n, n, **ones),
+             torch.ones(1, 1, k * k, n, n, **ones), torch.ones(1, 1, s * s, n, n, **ones),
+             torch.ones(1, 1, k * k, n, n, **ones), k, s, g)
+    return "sample centre" if float(out[0, 0, 0, 0]) < float(out[0, 0, n // 2, n // 2]) else "output pixel"
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda op, k, s, g: "sample centre",
+    lambda op, k, s, g: "output pixel",
+    _uniform_probe,
+    lambda op, k, s, g: "centre",
+])
+def test_reading_check_rejects_wrong_answers(wrong):
+    with pytest.raises(AssertionError):
+        ch03.check_position_attention_reading(wrong)

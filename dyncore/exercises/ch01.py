@@ -13,19 +13,27 @@ measurement made here:
   :func:`dyncore.receptive_field.receptive_field` *and* against the support of a gradient
   (:func:`measured_receptive_field`), so the formula in the package is not the only judge;
 * :func:`check_dilated_conv2d_cuda_kernel` -- a Numba CUDA kernel, launched through
-  :func:`dyncore.cuda_bridge.launch` (on a GPU, or under the simulator), against ``F.conv2d``.
+  :func:`dyncore.cuda_bridge.launch` (on a GPU, or under the simulator), against ``F.conv2d``;
+* :func:`check_predict_conv2d_flops` -- the reader's prediction of a layer's forward and
+  backward FLOPs, against PyTorch's ``FlopCounterMode`` (:func:`measure_conv2d_flops`);
+* :func:`check_conv2d_grad_input` -- find and fix the one mistake planted in
+  :func:`planted_conv2d_grad_input`, checked against autograd and with ``gradcheck``;
+* :func:`check_which_spelling` -- identify, by probing, which of the three spellings of the
+  convolution sum (the book's, DDF's Eq. 1, LS-DFN's Eq. 1) a black-box layer computes.
 """
 
 from __future__ import annotations
 
 import operator
+import random
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..receptive_field import receptive_field
-from . import call, expect_close, passed
+from . import StubError, call, expect_close, passed
 from . import shape_str as _shape
 from .cuda_checks import (require_cuda_kernel, require_every_element_written, run_reader_kernel,
                           where_kernels_run)
@@ -36,8 +44,16 @@ __all__ = [
     "check_conv2d_weight_grad",
     "check_receptive_field_of",
     "check_dilated_conv2d_cuda_kernel",
+    "check_predict_conv2d_flops",
+    "check_conv2d_grad_input",
+    "check_which_spelling",
     "gradient_support",
     "measured_receptive_field",
+    "measure_conv2d_flops",
+    "planted_conv2d_grad_input",
+    "show_kernel_error",
+    "reject_planted_bug",
+    "SPELLINGS",
 ]
 
 
@@ -263,9 +279,244 @@ def check_dilated_conv2d_cuda_kernel(kernel) -> None:
            f"{len(CUDA_CASES)} shapes ({where_kernels_run()})")
 
 
+# --------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the FLOPs of a convolution layer
+# --------------------------------------------------------------------------------------------
+
+#: (x_shape, weight_shape, stride, padding, dilation): odd sizes, H != W, strides that do not
+#: divide the padded size, and a dilation, so that every term of the output size counts.
+FLOP_CASES = [
+    ((1, 3, 8, 8), (4, 3, 3, 3), 1, 1, 1),
+    ((2, 3, 9, 7), (4, 3, 3, 3), 2, 1, 2),
+    ((1, 5, 11, 10), (2, 5, 5, 5), 3, 2, 1),
+    ((3, 2, 12, 9), (6, 2, 1, 1), 2, 0, 1),
+    ((1, 4, 16, 13), (3, 4, 3, 3), 1, 0, 3),
+]
+#: What the check accepts: the relative difference between prediction and measurement.
+FLOP_RTOL = 1e-3
+
+
+def measure_conv2d_flops(x_shape, weight_shape, stride, padding, dilation) -> tuple[int, int]:
+    """``(forward, backward)`` FLOPs of ``F.conv2d`` with these shapes, counted by PyTorch's
+    ``torch.utils.flop_counter.FlopCounterMode`` (one multiply-add counts 2); the backward is
+    ``out.backward(g)`` with both ``x`` and ``weight`` requiring their gradient."""
+    x = torch.randn(*x_shape, requires_grad=True)
+    weight = torch.randn(*weight_shape, requires_grad=True)
+    with FlopCounterMode(display=False) as forward:
+        out = F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation)
+    with FlopCounterMode(display=False) as backward:
+        out.backward(torch.ones_like(out))
+    return forward.get_total_flops(), backward.get_total_flops()
+
+
+def _flop_mistakes(x_shape, weight_shape, s, p, d) -> dict[str, tuple[int, int]]:
+    B, Cin, H, W = x_shape
+    Cout, _, k, _ = weight_shape
+    Ho, Wo = ((n + 2 * p - d * (k - 1) - 1) // s + 1 for n in (H, W))
+    macs = B * Cout * Ho * Wo * Cin * k * k
+    same = B * Cout * H * W * Cin * k * k
+    return {
+        "counts multiply-adds: FlopCounterMode counts a multiply and an add, 2 FLOPs each":
+            (macs, 2 * macs),
+        "gives the backward the forward's cost: it computes two gradients, dL/dx and dL/dweight, "
+        "each as costly as the forward": (2 * macs, 2 * macs),
+        "uses the input's size for the output: Ho = (H + 2p - d(k - 1) - 1) // s + 1":
+            (2 * same, 4 * same),
+    }
+
+
+def check_predict_conv2d_flops(fn) -> None:
+    """``fn(x_shape, weight_shape, stride, padding, dilation)`` must return ``(forward, backward)``,
+    the FLOPs of ``F.conv2d`` and of its backward (``dL/dx`` and ``dL/dweight``), as counted by
+    :func:`measure_conv2d_flops`, to within ``FLOP_RTOL``."""
+    for x_shape, weight_shape, s, p, d in FLOP_CASES:
+        what = (f"predict_conv2d_flops(x_shape={x_shape}, weight_shape={weight_shape}, stride={s}, "
+                f"padding={p}, dilation={d})")
+        predicted = call(fn, x_shape, weight_shape, s, p, d, name="predict_conv2d_flops")
+        try:
+            fwd, bwd = (float(v) for v in predicted)
+        except (TypeError, ValueError):
+            raise AssertionError(f"{what} returned {predicted!r}: return two numbers, "
+                                 "(forward FLOPs, backward FLOPs)") from None
+        measured = measure_conv2d_flops(x_shape, weight_shape, s, p, d)
+        for label, guess, count in [("forward", fwd, measured[0]), ("backward", bwd, measured[1])]:
+            if abs(guess - count) > FLOP_RTOL * count:
+                why = [m for m, wrong in _flop_mistakes(x_shape, weight_shape, s, p, d).items()
+                       if (fwd, bwd) == tuple(map(float, wrong))]
+                raise AssertionError(
+                    f"{what}: you predicted {guess:.0f} {label} FLOPs, FlopCounterMode counts "
+                    f"{count} (tolerance {FLOP_RTOL:.1%})." + (f"\nYour prediction {why[0]}." if why else ""))
+    passed(f"your FLOP predictions match PyTorch's FlopCounterMode on {len(FLOP_CASES)} layers: "
+           "forward 2*B*Cout*Ho*Wo*Cin*k*k, backward twice that")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: the input gradient, scattered tap by tap
+# --------------------------------------------------------------------------------------------
+
+def planted_conv2d_grad_input(grad_out, weight, input_size, stride, padding, dilation):
+    """The exercise's broken function, as the notebook gives it (one line is wrong)."""
+    B, Cout, Ho, Wo = grad_out.shape
+    _, Cin, k, _ = weight.shape
+    H, W = input_size
+    s, p, d = stride, padding, dilation
+    grad_xp = grad_out.new_zeros(B, Cin, H + 2 * p, W + 2 * p)  # the gradient of the padded input
+    for i in range(k):
+        for j in range(k):
+            w_ij = weight[:, :, k - 1 - i, k - 1 - j]  # the backward pass flips the kernel
+            contrib = torch.einsum("oc,bohw->bchw", w_ij, grad_out)
+            # tap (i, j) of output pixel (yo, xo) read padded pixel (yo*s + i*d, xo*s + j*d)
+            grad_xp[:, :, i * d: i * d + s * (Ho - 1) + 1: s,
+                    j * d: j * d + s * (Wo - 1) + 1: s] += contrib
+    return grad_xp[:, :, p: p + H, p: p + W]
+
+
+#: (B, Cin, Cout, H, W, k, stride, padding, dilation)
+GRAD_INPUT_CASES = [
+    (1, 1, 1, 5, 5, 3, 1, 1, 1),
+    (2, 3, 2, 7, 6, 3, 2, 1, 1),   # stride 2: the last row and column are read by no output
+    (1, 2, 3, 9, 8, 3, 1, 2, 2),   # dilation 2
+    (2, 2, 2, 11, 9, 5, 3, 2, 1),  # 5x5, stride 3
+    (1, 3, 2, 10, 7, 3, 2, 0, 2),  # stride and dilation, no padding
+    (1, 2, 2, 6, 5, 1, 2, 1, 1),   # a strided 1x1 convolution with padding
+]
+
+
+def reject_planted_bug(got, planted, expected, what: str) -> None:
+    """A find-the-bug exercise's stub is the broken code itself: when the reader's function
+    still gives the planted bug's result (and not the right one), it is still the stub."""
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return
+    if torch.allclose(got, planted) and not torch.allclose(planted, expected):
+        raise StubError(f"{what} gives exactly what the broken version gives: the planted "
+                        "mistake is still there. Find the one wrong line and fix it.")
+
+
+class _GradInputFunction(torch.autograd.Function):
+    """``F.conv2d`` whose backward for ``x`` is the reader's function (for ``gradcheck``)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, fn, stride, padding, dilation):
+        ctx.save_for_backward(weight)
+        ctx.args = (fn, x.shape[-2:], stride, padding, dilation)
+        return F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (weight,) = ctx.saved_tensors
+        fn, size, s, p, d = ctx.args
+        with torch.no_grad():
+            grad_x = fn(grad_out, weight, tuple(size), s, p, d)
+        return grad_x, None, None, None, None, None
+
+
+def check_conv2d_grad_input(fn) -> None:
+    """``fn(grad_out, weight, input_size, stride, padding, dilation)`` must return ``dL/dx`` of
+    ``out = F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation)`` for
+    ``dL/dout = grad_out``: against autograd on every case, then with ``gradcheck``."""
+    gen = torch.Generator().manual_seed(106)
+    for B, Cin, Cout, H, W, k, s, p, d in GRAD_INPUT_CASES:
+        x = torch.randn(B, Cin, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(Cout, Cin, k, k, generator=gen, dtype=torch.float64)  # not symmetric
+        out = F.conv2d(x, weight, stride=s, padding=p, dilation=d)
+        grad_out = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+        (expected,) = torch.autograd.grad(out, x, grad_out)
+        what = (f"conv2d_grad_input(grad_out of shape {_shape(grad_out)}, weight of shape "
+                f"{_shape(weight)}, input_size={(H, W)}, stride={s}, padding={p}, dilation={d})")
+        with torch.no_grad():
+            got = call(fn, grad_out.clone(), weight.clone(), (H, W), s, p, d, name="conv2d_grad_input")
+            planted = planted_conv2d_grad_input(grad_out, weight, (H, W), s, p, d)
+        reject_planted_bug(got, planted, expected, what)
+        expect_close(got, expected, what, shape_hint="dL/dx has the shape of x, (B, Cin, H, W).",
+                     rtol=1e-9, atol=1e-9)
+    x = torch.randn(1, 2, 7, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 2, 3, 3, generator=gen, dtype=torch.float64)
+    if not torch.autograd.gradcheck(lambda x: _GradInputFunction.apply(x, weight, fn, 2, 1, 2), (x,),
+                                    fast_mode=True, raise_exception=False):
+        raise AssertionError("conv2d_grad_input disagrees with finite differences (gradcheck) at "
+                             "stride 2, padding 1, dilation 2")
+    passed(f"conv2d_grad_input matches autograd on {len(GRAD_INPUT_CASES)} shapes, strides, "
+           "paddings and dilations, and passes gradcheck: scattering needs no flip")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7: which spelling of the sum? Probe a black box
+# --------------------------------------------------------------------------------------------
+
+def _centred_correlation(x, w):
+    return F.conv2d(x, w, padding=(w.shape[-1] - 1) // 2)
+
+
+def _centred_convolution(x, w):
+    return F.conv2d(x, w.flip(-2, -1), padding=(w.shape[-1] - 1) // 2)
+
+
+def _top_left_correlation(x, w):
+    r = (w.shape[-1] - 1) // 2
+    return F.conv2d(F.pad(x, (0, 2 * r, 0, 2 * r)), w)
+
+
+#: The three readings of Chapter 1's "Two papers, two spellings": name -> the layer.
+SPELLINGS = {
+    "cross-correlation": _centred_correlation,  # the book and F.conv2d: w[i, j] reads x[p + (i-r, j-r)]
+    "convolution": _centred_convolution,        # DDF's Eq. 1 as written: W[p_i - p_j], flipped
+    "top-left": _top_left_correlation,          # LS-DFN's Eq. 1 as printed: x[y + j, x + i]
+}
+
+
+def _black_box(layer):
+    def op(x, w):
+        """A 'same'-size layer: ``x (1, 1, H, W)`` and ``w (1, 1, k, k)`` -> ``(1, 1, H, W)``."""
+        if x.dim() != 4 or w.dim() != 4 or x.shape[:2] != (1, 1) or w.shape[:2] != (1, 1):
+            raise ValueError(f"op takes x of shape (1, 1, H, W) and w of shape (1, 1, k, k); got "
+                             f"{tuple(x.shape)} and {tuple(w.shape)}")
+        return layer(x.to(torch.float64), w.to(torch.float64))
+    return op
+
+
+def check_which_spelling(fn) -> None:
+    """``fn(op, kernel_size)`` must return which of :data:`SPELLINGS` the black box ``op`` is,
+    for each of the three, for ``k = 3`` and ``k = 5``, in an order the reader cannot guess."""
+    cases = [(name, k) for name in SPELLINGS for k in (3, 5)]
+    random.Random(107).shuffle(cases)
+    for name, k in cases:
+        answer = call(fn, _black_box(SPELLINGS[name]), k, name="which_spelling")
+        if answer not in SPELLINGS:
+            raise AssertionError(f"which_spelling(op, kernel_size={k}) returned {answer!r}; return "
+                                 f"one of {sorted(SPELLINGS)}")
+        if answer != name:
+            raise AssertionError(
+                f"which_spelling(op, kernel_size={k}) returned {answer!r}, but op is the "
+                f"{name!r} layer. A probe that tells the three apart needs an asymmetric kernel "
+                "(a flip must change it) and an image whose bright spot you can follow (a shift "
+                "must move it).")
+    passed("which_spelling tells the book's cross-correlation, DDF's flipped Eq. 1 and LS-DFN's "
+           "top-left Eq. 1 apart, for k = 3 and k = 5")
+
+
+def show_kernel_error(kernel, dilation: int = 2) -> torch.Tensor:
+    """Launch the reader's Exercise 4 kernel as the check does on one small case (``x (1, 2, 5, 7)``,
+    a 3 x 3 kernel, ``Cout = 3``) and print, per output pixel, the largest error against
+    ``F.conv2d`` over the batch and the channels (NaN where no thread wrote). Returns that map."""
+    name = require_cuda_kernel(kernel, "dilated_conv2d_cuda_kernel")
+    gen = torch.Generator().manual_seed(105)
+    x = torch.randn(1, 2, 5, 7, generator=gen, dtype=torch.float64)
+    weight = torch.randn(3, 2, 3, 3, generator=gen, dtype=torch.float64)
+    expected = F.conv2d(x, weight, padding=dilation, dilation=dilation)
+    out = run_reader_kernel(kernel, name, (x, weight), tuple(expected.shape), (dilation,),
+                            f"{name}(x (1, 2, 5, 7), weight (3, 2, 3, 3), dilation={dilation})")
+    error = (out - expected).abs().amax(dim=(0, 1))
+    print(f"largest error per output pixel (rows y, columns x), dilation {dilation}:")
+    print(error.numpy().round(3))
+    return error
+
+
 CHECKS = {
     "depthwise_conv2d_loops": check_depthwise_conv2d_loops,
     "conv2d_weight_grad": check_conv2d_weight_grad,
     "receptive_field_of": check_receptive_field_of,
     "dilated_conv2d_cuda_kernel": check_dilated_conv2d_cuda_kernel,
+    "predict_conv2d_flops": check_predict_conv2d_flops,
+    "conv2d_grad_input": check_conv2d_grad_input,
+    "which_spelling": check_which_spelling,
 }

@@ -13,13 +13,19 @@ and compares it with a reference computed here, independently of the reader's co
   ``ValueError`` for a translation that no single tap can make;
 * :func:`check_grad_input_cuda_kernel` -- ``dL/dx`` as a Numba CUDA kernel with one thread per
   element of ``grad_x``, launched through :func:`dyncore.cuda_bridge.launch` (on a GPU, or
-  under the simulator), against autograd.
+  under the simulator), against autograd;
+* :func:`check_predict_best_shared_loss` -- the reader's prediction of the loss the best
+  shared kernel leaves on the chapter's toy, against a least-squares fit;
+* :func:`check_dfn_grad_input` -- find and fix the one mistake planted in
+  :func:`planted_dfn_grad_input`, against autograd and with ``gradcheck``;
+* :func:`check_fit_free_filters` -- an ablation of the softmax that DFN puts on its filters:
+  free per-pixel filters trained with and without it on two tasks.
 """
 
 from __future__ import annotations
 
-
 import torch
+import torch.nn.functional as F
 
 from ..dfn.spec import reference
 from . import call, expect_close, passed
@@ -33,8 +39,16 @@ __all__ = [
     "check_dynamic_filter_unfold",
     "check_translation_filter",
     "check_grad_input_cuda_kernel",
+    "check_predict_best_shared_loss",
+    "check_dfn_grad_input",
+    "check_fit_free_filters",
     "reference_dynamic_filter",
     "moved",
+    "show_kernel_error",
+    "toy_problem",
+    "measure_best_shared_loss",
+    "planted_dfn_grad_input",
+    "ablation_tasks",
 ]
 
 
@@ -270,9 +284,242 @@ def check_grad_input_cuda_kernel(kernel) -> None:
            f"dilations ({where_kernels_run()})")
 
 
+def show_kernel_error(kernel, kernel_size: int = 3, dilation: int = 1) -> torch.Tensor:
+    """Launch the reader's Exercise 4 kernel as the check does on one small case
+    (``grad_out (1, 2, 5, 6)``) and print, per pixel, the largest error of ``grad_x`` against
+    autograd over the batch and the channels (NaN where no thread wrote). Returns that map."""
+    name = require_cuda_kernel(kernel, "grad_input_cuda_kernel")
+    gen = torch.Generator().manual_seed(205)
+    k, d = kernel_size, dilation
+    x = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    filters = torch.randn(1, k * k, 5, 6, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64)
+    with torch.enable_grad():
+        (expected,) = torch.autograd.grad(reference_dynamic_filter(x, filters, k, d), x, grad_out)
+    grad_x = run_reader_kernel(kernel, name, (grad_out, filters), (1, 2, 5, 6), (k, d),
+                               f"{name}(grad_out (1, 2, 5, 6), kernel_size={k}, dilation={d})",
+                               out_name="grad_x")
+    error = (grad_x - expected).abs().amax(dim=(0, 1))
+    print(f"largest error of grad_x per pixel (rows y, columns x), k = {k}, d = {d}:")
+    print(error.numpy().round(3))
+    return error
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the best a shared kernel can do
+# --------------------------------------------------------------------------------------------
+
+SOBEL_QUARTER = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]],
+                             dtype=torch.float64) / 4
+#: (tiles that need -K, tiles in all): the fraction q of the image that asks for -K.
+SHARED_CASES = [(1, 4), (1, 8), (1, 3), (1, 2), (3, 4), (0, 4)]
+#: What the check accepts: the prediction ignores the image's border, the measurement does not.
+SHARED_TOL = 0.05
+
+
+def toy_problem(flipped_tiles: int, tiles: int, height: int = 24, tile: int = 8, seed: int = 0):
+    """Chapter 2's toy, generalized: one noise tile repeated ``tiles`` times along x (the same
+    texture everywhere); the ``flipped_tiles`` leftmost tiles must be filtered with ``-K``, the
+    others with ``K`` (``K`` = Sobel-x / 4). Returns ``(x, target)``, both ``(1, 1, H, W)``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 1, height, tile, generator=gen, dtype=torch.float64).repeat(1, 1, 1, tiles)
+    sign = torch.ones_like(x)
+    sign[..., : flipped_tiles * tile] = -1
+    return x, sign * F.conv2d(x, SOBEL_QUARTER.view(1, 1, 3, 3), padding=1)
+
+
+def measure_best_shared_loss(flipped_tiles: int, tiles: int) -> float:
+    """The loss of the best shared 3 x 3 kernel (least squares over all pixels), as a fraction
+    of the zero kernel's loss, on :func:`toy_problem`."""
+    x, target = toy_problem(flipped_tiles, tiles)
+    cols = F.unfold(x, 3, padding=1)[0].T                # (H*W, 9): every pixel's neighbourhood
+    w = torch.linalg.lstsq(cols, target.flatten()).solution
+    return float(((cols @ w - target.flatten()) ** 2).sum() / (target ** 2).sum())
+
+
+def check_predict_best_shared_loss(fn) -> None:
+    """``fn(q)`` must predict :func:`measure_best_shared_loss` for a fraction ``q`` of the image
+    asking for ``-K``, to within ``SHARED_TOL``."""
+    rows = []
+    for flipped, tiles in SHARED_CASES:
+        q = flipped / tiles
+        predicted = call(fn, q, name="predict_best_shared_loss")
+        try:
+            predicted = float(predicted)
+        except (TypeError, ValueError):
+            raise AssertionError(f"predict_best_shared_loss({q:.3f}) returned {predicted!r}; "
+                                 "return a number") from None
+        measured = measure_best_shared_loss(flipped, tiles)
+        rows.append(f"q = {q:.3f}: predicted {predicted:.3f}, measured {measured:.3f}")
+        if not abs(predicted - measured) <= SHARED_TOL:
+            hint = ""
+            if abs(predicted - (1 - 2 * q)) < 1e-9:
+                hint = ("\n1 - 2q is the best kernel's multiple of K; the question is the loss "
+                        "it leaves.")
+            elif abs(predicted - (1 - 2 * q) ** 2) < 1e-9:
+                hint = "\n(1 - 2q)^2 is the share of the loss the best kernel removes, not what it leaves."
+            raise AssertionError(
+                f"predict_best_shared_loss({q:.3f}) returned {predicted:.3f}, but the best shared "
+                f"kernel leaves {measured:.3f} of the zero kernel's loss (least squares over all "
+                f"pixels, measure_best_shared_loss({flipped}, {tiles})); tolerance {SHARED_TOL}."
+                + hint)
+    passed("your prediction matches the least-squares fit within "
+           f"{SHARED_TOL}:\n  " + "\n  ".join(rows))
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: the input gradient, tap by tap
+# --------------------------------------------------------------------------------------------
+
+def planted_dfn_grad_input(grad_out, filters, kernel_size, dilation):
+    """The exercise's broken function, as the notebook gives it (one line is wrong)."""
+    B, C, H, W = grad_out.shape
+    k, d = kernel_size, dilation
+    r = (k - 1) // 2
+    R = r * d
+    Gp = F.pad(grad_out, (R, R, R, R))  # zero outside the image
+    Fp = F.pad(filters, (R, R, R, R))
+    grad_x = torch.zeros_like(grad_out)
+    for t in range(k * k):
+        oy, ox = (t // k - r) * d, (t % k - r) * d
+        # input pixel (y, x) was read through tap t by output pixel (y - oy, x - ox)
+        G_t = Gp[:, :, R - oy: R - oy + H, R - ox: R - ox + W]
+        f_t = filters[:, t: t + 1]
+        grad_x += G_t * f_t
+    return grad_x
+
+
+#: (B, C, H, W, k, dilation)
+DFN_GRAD_INPUT_CASES = [
+    (1, 1, 5, 5, 3, 1),
+    (2, 3, 6, 7, 3, 1),
+    (1, 2, 7, 6, 3, 2),   # dilation 2
+    (2, 2, 5, 9, 5, 1),   # 5x5, H != W
+    (1, 3, 4, 5, 5, 2),   # the dilated 5x5 is wider than the image
+    (1, 2, 6, 4, 1, 3),   # a 1x1 filter
+]
+
+
+class _DfnGradInputFunction(torch.autograd.Function):
+    """Chapter 2's operator whose backward for ``x`` is the reader's function (for ``gradcheck``)."""
+
+    @staticmethod
+    def forward(ctx, x, filters, fn, k, d):
+        ctx.save_for_backward(filters)
+        ctx.args = (fn, k, d)
+        return reference_dynamic_filter(x, filters, k, d)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (filters,) = ctx.saved_tensors
+        fn, k, d = ctx.args
+        with torch.no_grad():
+            return fn(grad_out, filters, k, d), None, None, None, None
+
+
+def check_dfn_grad_input(fn) -> None:
+    """``fn(grad_out, filters, kernel_size, dilation)`` must return ``dL/dx`` of Chapter 2's
+    operator for ``dL/dout = grad_out``: against autograd on every case, then ``gradcheck``."""
+    from .ch01 import reject_planted_bug
+
+    gen = torch.Generator().manual_seed(206)
+    for B, C, H, W, k, d in DFN_GRAD_INPUT_CASES:
+        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
+        filters = torch.randn(B, k * k, H, W, generator=gen, dtype=torch.float64)
+        grad_out = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        with torch.enable_grad():
+            (expected,) = torch.autograd.grad(reference_dynamic_filter(x, filters, k, d), x, grad_out)
+        what = (f"dfn_grad_input(grad_out of shape {_shape(grad_out)}, filters of shape "
+                f"{_shape(filters)}, kernel_size={k}, dilation={d})")
+        with torch.no_grad():
+            got = call(fn, grad_out.clone(), filters.clone(), k, d, name="dfn_grad_input")
+            planted = planted_dfn_grad_input(grad_out, filters, k, d)
+        reject_planted_bug(got, planted, expected, what)
+        expect_close(got, expected, what, shape_hint="dL/dx has the shape of x.", rtol=1e-9, atol=1e-9)
+    x = torch.randn(1, 2, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    filters = torch.randn(1, 9, 5, 6, generator=gen, dtype=torch.float64)
+    if not torch.autograd.gradcheck(lambda x: _DfnGradInputFunction.apply(x, filters, fn, 3, 2), (x,),
+                                    fast_mode=True, raise_exception=False):
+        raise AssertionError("dfn_grad_input disagrees with finite differences (gradcheck) at "
+                             "k = 3, dilation 2")
+    passed(f"dfn_grad_input matches autograd on {len(DFN_GRAD_INPUT_CASES)} shapes, kernel sizes "
+           "and dilations, and passes gradcheck: each tap's gradient uses the filter of the pixel "
+           "that read")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7: an ablation: softmax-normalized filters
+# --------------------------------------------------------------------------------------------
+
+#: The ablation's fixed settings: free filters for a (1, 4, 8, 8) noise image, Adam.
+ABLATION_STEPS, ABLATION_LR, ABLATION_K = 40, 0.2, 3
+
+
+def ablation_tasks() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Two targets for per-pixel filters on one noise image: ``(x, target)`` per task."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 4, 8, 8, generator=gen, dtype=torch.float64)
+    return {"move down by 1": (x, moved(x, 1, 0)), "invert the contrast": (x, -x)}
+
+
+def _as_float(value, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} returned {value!r}; return the loss fraction as a float") from None
+
+
+def _loss_fraction(x, filters, target, k):
+    return float(((reference_dynamic_filter(x, filters, k, 1) - target) ** 2).sum() / (target ** 2).sum())
+
+
+def check_fit_free_filters(fn) -> dict:
+    """``fn(x, target, kernel_size, softmax, steps, lr)`` must train free per-pixel filters as
+    the exercise says and return the final loss as a fraction of ``sum(target**2)``; the check
+    runs the 2 x 2 ablation (two tasks, with and without softmax) and returns its table."""
+    k = ABLATION_K
+    table = {}
+    for task, (x, target) in ablation_tasks().items():
+        B, _, H, W = x.shape
+        untrained = {False: 1.0, True: _loss_fraction(x, torch.full((B, k * k, H, W), 1 / k ** 2,
+                                                                    dtype=x.dtype), target, k)}
+        for softmax in (False, True):
+            what = f"fit_free_filters(x, target of {task!r}, kernel_size={k}, softmax={softmax}"
+            at_start = _as_float(call(fn, x.clone(), target.clone(), k, softmax, 0, ABLATION_LR,
+                                      name="fit_free_filters"), f"{what}, steps=0)")
+            if not abs(at_start - untrained[softmax]) < 1e-6:
+                raise AssertionError(
+                    f"{what}, steps=0) returned {at_start!r}; untrained filters (zero logits) give "
+                    f"{untrained[softmax]:.4f}: " + ("zero filters give out = 0, a fraction of 1."
+                                                      if not softmax else
+                                                      "the softmax over the k*k taps (dim=1) of zero "
+                                                      "logits is 1/k^2 at every tap: a box filter."))
+            final = call(fn, x.clone(), target.clone(), k, softmax, ABLATION_STEPS, ABLATION_LR,
+                         name="fit_free_filters")
+            table[task, softmax] = _as_float(final, f"{what}, steps={ABLATION_STEPS})")
+    rows = "\n  ".join(f"{task:>20s}: {table[task, False]:.4f} free, {table[task, True]:.4f} softmax"
+                       for task in ablation_tasks())
+    expected = {("move down by 1", False): "< 0.05", ("invert the contrast", False): "< 0.05",
+                ("move down by 1", True): "< 0.05", ("invert the contrast", True): "> 0.25"}
+    for (task, softmax), bound in expected.items():
+        value = table[task, softmax]
+        if not (value < 0.05 if bound == "< 0.05" else value > 0.25):
+            raise AssertionError(
+                f"after {ABLATION_STEPS} Adam steps (lr {ABLATION_LR}) the loss fraction for "
+                f"{task!r} with softmax={softmax} is {value:.4f}, but free filters reach {bound} "
+                f"on this task:\n  {rows}\nCheck the loss (the sum of squared errors), that the "
+                "filters start at zero logits, and that the optimizer updates the logits.")
+    passed("a softmax filter is a weighted average of its neighbours: it moves an image as well "
+           "as a free filter but cannot invert it:\n  " + rows)
+    return table
+
+
 CHECKS = {
     "dynamic_filter_grad_filters": check_dynamic_filter_grad_filters,
     "dynamic_filter_unfold": check_dynamic_filter_unfold,
     "translation_filter": check_translation_filter,
     "grad_input_cuda_kernel": check_grad_input_cuda_kernel,
+    "predict_best_shared_loss": check_predict_best_shared_loss,
+    "dfn_grad_input": check_dfn_grad_input,
+    "fit_free_filters": check_fit_free_filters,
 }

@@ -154,3 +154,72 @@ def dilated_conv2d_cuda_kernel(x, weight, out, dilation):
                 if 0 <= xx < W:
                     acc += weight[o, c, i, j] * x[b, c, y, xx]
     out[b, o, yo, xo] = acc  # each thread writes its own element only: no race
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the FLOPs of a convolution layer
+# ---------------------------------------------------------------------------------------------
+
+def predict_conv2d_flops(x_shape, weight_shape, stride, padding, dilation):
+    """Forward: each of the B*Cout*Ho*Wo outputs is a sum of Cin*k*k products, one multiply
+    and one add each. Backward: dL/dx and dL/dweight are each a sum of the same products
+    (Exercise 2 and Exercise 6), so twice the forward."""
+    B, Cin, H, W = x_shape
+    Cout, _, k, _ = weight_shape
+    s, p, d = stride, padding, dilation
+    Ho = (H + 2 * p - d * (k - 1) - 1) // s + 1
+    Wo = (W + 2 * p - d * (k - 1) - 1) // s + 1
+    forward = 2 * B * Cout * Ho * Wo * Cin * k * k
+    return forward, 2 * forward
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: the input gradient, scattered tap by tap
+# ---------------------------------------------------------------------------------------------
+
+def conv2d_grad_input(grad_out, weight, input_size, stride, padding, dilation):
+    """``dL/dx`` of ``F.conv2d(x, weight, stride, padding, dilation)``, by scattering.
+
+    The mistake was ``weight[:, :, k - 1 - i, k - 1 - j]``. Tap (i, j) of output pixel (yo, xo)
+    multiplied padded pixel (yo*s + i*d, xo*s + j*d) by weight[:, :, i, j], so that pixel's
+    gradient gets grad_out[yo, xo] times the *same* weight. The flip belongs to the other way of
+    writing the same sum, as a gather (a convolution of the zero-interleaved gradient), where
+    each input pixel looks for the output pixels that read it.
+    """
+    B, Cout, Ho, Wo = grad_out.shape
+    _, Cin, k, _ = weight.shape
+    H, W = input_size
+    s, p, d = stride, padding, dilation
+    grad_xp = grad_out.new_zeros(B, Cin, H + 2 * p, W + 2 * p)  # the gradient of the padded input
+    for i in range(k):
+        for j in range(k):
+            w_ij = weight[:, :, i, j]  # the weight that multiplied the pixel: no flip
+            contrib = torch.einsum("oc,bohw->bchw", w_ij, grad_out)
+            # tap (i, j) of output pixel (yo, xo) read padded pixel (yo*s + i*d, xo*s + j*d)
+            grad_xp[:, :, i * d: i * d + s * (Ho - 1) + 1: s,
+                    j * d: j * d + s * (Wo - 1) + 1: s] += contrib
+    return grad_xp[:, :, p: p + H, p: p + W]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: which spelling of the sum? Probe a black box
+# ---------------------------------------------------------------------------------------------
+
+def which_spelling(op, kernel_size):
+    """One bright pixel and a kernel with a single non-zero tap, the top-left one (asymmetric,
+    so a flip moves it): where the bright pixel lands tells the spelling.
+
+    Centred cross-correlation: out[p] = x[p - (r, r)], the spot moves by +r.
+    Centred convolution (flipped): out[p] = x[p + (r, r)], the spot moves by -r.
+    Top-left cross-correlation: out[p] = x[p], the spot stays.
+    """
+    k = kernel_size
+    r = (k - 1) // 2
+    n = 2 * k + 1
+    x = torch.zeros(1, 1, n, n, dtype=torch.float64)
+    x[0, 0, k, k] = 1.0
+    w = torch.zeros(1, 1, k, k, dtype=torch.float64)
+    w[0, 0, 0, 0] = 1.0
+    out = op(x, w)[0, 0]
+    y, _ = divmod(int(out.abs().argmax()), out.shape[-1])
+    return {k + r: "cross-correlation", k - r: "convolution", k: "top-left"}[y]

@@ -125,3 +125,69 @@ def grad_input_cuda_kernel(grad_out, filters, grad_x, kernel_size, dilation):
         if 0 <= yo < H and 0 <= xo < W:
             acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
     grad_x[b, c, y, xx] = acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the best a shared kernel can do
+# ---------------------------------------------------------------------------------------------
+
+def predict_best_shared_loss(q):
+    """Every region has the same texture, so its neighbourhoods' second moments are the same,
+    in proportion to its area: the least-squares kernel is w = (1 - q) K + q (-K) = (1 - 2q) K.
+    It misses the K region by 2q K and the -K region by (2 - 2q) K, so the loss it leaves, as
+    a fraction of the zero kernel's, is (1 - q) (2q)^2 + q (2 - 2q)^2 = 4 q (1 - q)."""
+    return 4 * q * (1 - q)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: the input gradient, tap by tap
+# ---------------------------------------------------------------------------------------------
+
+def dfn_grad_input(grad_out, filters, kernel_size, dilation):
+    """``dL/dx`` of the dynamic filter, one tap at a time.
+
+    The mistake was ``f_t = filters[:, t: t + 1]``: the filter of the input pixel (y, x). The
+    product that read x[y, x] through tap t belongs to output pixel (y - oy, x - ox), and used
+    *that* pixel's filter, so the filter is shifted exactly like grad_out (and is zero where the
+    output pixel would be outside the image).
+    """
+    B, C, H, W = grad_out.shape
+    k, d = kernel_size, dilation
+    r = (k - 1) // 2
+    R = r * d
+    Gp = F.pad(grad_out, (R, R, R, R))  # zero outside the image
+    Fp = F.pad(filters, (R, R, R, R))
+    grad_x = torch.zeros_like(grad_out)
+    for t in range(k * k):
+        oy, ox = (t // k - r) * d, (t % k - r) * d
+        # input pixel (y, x) was read through tap t by output pixel (y - oy, x - ox)
+        G_t = Gp[:, :, R - oy: R - oy + H, R - ox: R - ox + W]
+        f_t = Fp[:, t: t + 1, R - oy: R - oy + H, R - ox: R - ox + W]
+        grad_x += G_t * f_t
+    return grad_x
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: an ablation: softmax-normalized filters
+# ---------------------------------------------------------------------------------------------
+
+def fit_free_filters(x, target, kernel_size, softmax, steps, lr):
+    """Free per-pixel filters (logits, from zero), trained with Adam on the sum of squared
+    errors; the filters are the logits, or their softmax over the taps."""
+    from dyncore.dfn import dynamic_filter
+
+    B, _, H, W = x.shape
+    k = kernel_size
+    logits = torch.zeros(B, k * k, H, W, dtype=x.dtype, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=lr)
+
+    def loss():
+        filters = logits.softmax(dim=1) if softmax else logits
+        return ((dynamic_filter(x, filters, kernel_size=k, backend="torch") - target) ** 2).sum()
+
+    for _ in range(steps):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    with torch.no_grad():
+        return float(loss() / (target ** 2).sum())
