@@ -215,3 +215,129 @@ WRONG_ANSWERS = ([(ch04.check_context_filter_groups, w, m) for w, m in GROUPS_WR
 def test_checks_reject_wrong_answers(check, wrong, match):
     with pytest.raises(AssertionError, match=f"(?s){match}"):
         check(wrong)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure
+# ------------------------------------------------------------------------------------------
+
+def sum_grad_no_border(H, W, k):
+    return torch.full((k, k), float(H * W))
+
+
+def sum_grad_from_corner(H, W, k):
+    return torch.outer(H - torch.arange(k), W - torch.arange(k)).double()
+
+
+def sum_grad_unclipped(H, W, k):
+    off = (torch.arange(k) - (k - 1) // 2).abs()
+    return torch.outer(H - off, W - off).double()
+
+
+def sum_grad_transposed(H, W, k):
+    return SOL.filter_grad_of_sum(W, H, k)
+
+
+def sum_grad_as_list(H, W, k):
+    return SOL.filter_grad_of_sum(H, W, k).tolist()
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (sum_grad_no_border, r"filter_grad_of_sum\(H=5, W=5, kernel_size=3\) predicted.*as if the image had no border"),
+    (sum_grad_from_corner, r"H=5, W=5.*from the filter's corner"),
+    (sum_grad_unclipped, r"H=3, W=6, kernel_size=9\) predicted.*some counts are negative"),
+    (sum_grad_transposed, r"H=4, W=7, kernel_size=5\) predicted.*print your prediction"),
+])
+def test_sum_grad_check_rejects_wrong_predictions(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch04.check_filter_grad_of_sum(wrong)
+
+
+def test_sum_grad_check_accepts_a_nested_list(capsys):
+    ch04.check_filter_grad_of_sum(sum_grad_as_list)
+    assert "Correct:" in capsys.readouterr().out
+
+
+def test_sum_grad_measurement_is_autograd_of_the_operator():
+    measured = ch04.measure_filter_grad_of_sum(4, 7, 5)
+    assert measured[2, 2] == 4 * 7 and measured[0, 0] == 2 * 5  # centre tap: every pixel; corner: fewer
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug
+# ------------------------------------------------------------------------------------------
+
+def input_grad_rows_fixed_only(filters, grad_out):
+    """Reverses the row offset but not the column offset."""
+    k = filters.shape[-1]
+    H, W = grad_out.shape[-2:]
+    r = (k - 1) // 2
+    gp = F.pad(grad_out, (r, r, r, r))
+    g = torch.zeros_like(grad_out)
+    for i in range(k):
+        for j in range(k):
+            g += filters[:, :, i, j, None, None] * gp[:, :, 2 * r - i:2 * r - i + H, j:j + W]
+    return g
+
+
+def input_grad_summed_over_batch(filters, grad_out):
+    return SOL.context_filter_input_grad(filters, grad_out).sum(0, keepdim=True).expand_as(grad_out)
+
+
+def input_grad_circular(filters, grad_out):
+    k = filters.shape[-1]
+    r = (k - 1) // 2
+    g = torch.zeros_like(grad_out)
+    for i in range(k):
+        for j in range(k):
+            g += filters[:, :, i, j, None, None] * torch.roll(grad_out, shifts=(i - r, j - r), dims=(2, 3))
+    return g
+
+
+def test_input_grad_check_names_the_planted_bug_as_unfixed():
+    with pytest.raises(StubError, match=r"still computes what the function computed when you got it"):
+        ch04.check_context_filter_input_grad(ch04.planted_context_filter_input_grad)
+
+
+def test_notebook_plants_the_same_bug():
+    from test_exercises import NOTEBOOKS, load_stubs
+
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "04_dmnet")
+    planted = load_stubs(notebook)["context_filter_input_grad"]
+    f, g = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    torch.testing.assert_close(planted(f, g), ch04.planted_context_filter_input_grad(f, g))
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (input_grad_rows_fixed_only, r"filters of shape \(1, 1, 3, 3\).* is wrong"),
+    (input_grad_summed_over_batch, r"filters of shape \(2, 3, 3, 3\).* is wrong"),
+    (input_grad_circular, r"filters of shape \(1, 1, 3, 3\).* is wrong"),
+])
+def test_input_grad_check_rejects_wrong_fixes(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}") as info:
+        ch04.check_context_filter_input_grad(wrong)
+    assert not isinstance(info.value, StubError)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercise 7: what the generator reads
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda c, cp, reading: SOL.four_dcm_parameters(c, cp, reading) // 4,
+     r"four_dcm_parameters\(4, 2, 'x'\): the four DCMs have 136 parameters, your count is 34\. That is one DCM"),
+    (lambda c, cp, reading: SOL.four_dcm_parameters(c, cp, reading) - 4 * cp,
+     r"your count is 128\. The generator's 1x1 convolution has a bias"),
+    (lambda c, cp, reading: SOL.four_dcm_parameters(c, cp, "x"),
+     r"four_dcm_parameters\(4, 2, 'reduced'\): the four DCMs have 120 parameters, your count is 136\.$"),
+    (lambda c, cp, reading: None, r"returned None"),
+])
+def test_reading_check_rejects_wrong_counts(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch04.check_four_dcm_parameters(wrong)
+
+
+def test_reading_check_prints_the_verdict(capsys):
+    ch04.check_four_dcm_parameters(SOL.four_dcm_parameters)
+    out = capsys.readouterr().out
+    assert "9.45M parameters if g_k reads x, 6.31M if it reads f_k(x)" in out and "so it read x" in out

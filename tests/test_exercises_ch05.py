@@ -184,3 +184,137 @@ def test_the_law_has_the_mean_of_linearity():
     law = SOL.receptive_field_distribution(k, dil, probs)
     mean = sum(s * p for s, p in law.items())
     assert mean == pytest.approx(1 + (k - 1) * sum(sum(p * d for p, d in zip(layer, dil)) for layer in probs))
+
+
+# ------------------------------------------------------------------------------------------
+# Exercises 5-7: predict then measure, find the bug, the recorded experiment
+# ------------------------------------------------------------------------------------------
+
+from dyncore.exercises import StubError  # noqa: E402
+
+
+def gate_point_no_border(y, x, H, W, k, dilations, cin):
+    return [cin * k * k] * len(dilations)
+
+
+def gate_point_no_channels(y, x, H, W, k, dilations, cin):
+    return SOL.gate_grad_at_pixel(y, x, H, W, k, dilations, cin) / cin
+
+
+def gate_point_undilated(y, x, H, W, k, dilations, cin):
+    return SOL.gate_grad_at_pixel(y, x, H, W, k, (1,) * len(dilations), cin)
+
+
+def gate_point_rows_only(y, x, H, W, k, dilations, cin):
+    """Clips the rows at the border but not the columns."""
+    r = (k - 1) // 2
+    return [cin * k * sum(0 <= y + (i - r) * d < H for i in range(k)) for d in dilations]
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (gate_point_rows_only, r"y=1, x=1.*you predicted \[18\.0, 12\.0, 6\.0\].*count, for each dilation d, the rows"),
+    (gate_point_no_border, r"gate_grad_at_pixel\(y=1, x=1, H=5.*as if no tap left the image"),
+    (gate_point_no_channels, r"y=1, x=1.*leaves out the input channels"),
+    (gate_point_undilated, r"gate_grad_at_pixel\(y=1, x=1, H=5.*the taps of a dilated kernel reach further"),
+    (lambda *args: SOL.gate_grad_at_pixel(*args)[:1], r"predict one value per dilation \(3\), got 1"),
+])
+def test_gate_point_check_rejects_wrong_predictions(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch05.check_gate_grad_at_pixel(wrong)
+
+
+def pad_layer_softmax_over_batch(x, weight, prior_weight, dilations):
+    k = weight.shape[-1]
+    gates = torch.softmax(F.conv2d(x, prior_weight), dim=0)
+    return sum(gates[:, n:n + 1] * F.conv2d(x, weight, padding=d * (k // 2), dilation=d)
+               for n, d in enumerate(dilations))
+
+
+def pad_layer_gates_reversed(x, weight, prior_weight, dilations):
+    """Gate n multiplies the response of the dilation at the other end of the list."""
+    k = weight.shape[-1]
+    gates = torch.softmax(F.conv2d(x, prior_weight), dim=1).flip(1)
+    return sum(gates[:, n:n + 1] * F.conv2d(x, weight, padding=d * (k // 2), dilation=d)
+               for n, d in enumerate(dilations))
+
+
+def pad_layer_sigmoid(x, weight, prior_weight, dilations):
+    k = weight.shape[-1]
+    gates = torch.sigmoid(F.conv2d(x, prior_weight))
+    return sum(gates[:, n:n + 1] * F.conv2d(x, weight, padding=d * (k // 2), dilation=d)
+               for n, d in enumerate(dilations))
+
+
+def test_pad_layer_check_names_the_planted_bug_as_unfixed():
+    with pytest.raises(StubError, match=r"still computes what the layer computed when you got it"):
+        ch05.check_pad_layer(ch05.planted_pad_layer)
+
+
+def test_pad_layer_notebook_plants_the_same_bug():
+    from test_exercises import NOTEBOOKS, load_stubs
+
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "05_pad_nets")
+    x, w, pw = torch.randn(2, 3, 6, 5, dtype=torch.float64), torch.randn(2, 3, 3, 3, dtype=torch.float64), \
+        torch.randn(3, 3, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(load_stubs(notebook)["pad_layer"](x, w, pw, (1, 2, 3)),
+                               ch05.planted_pad_layer(x, w, pw, (1, 2, 3)))
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (pad_layer_softmax_over_batch, r"pad_layer\(x of shape \(1, 2, 5, 7\).* is wrong"),
+    (pad_layer_gates_reversed, r"pad_layer\(x of shape \(1, 2, 5, 7\).* is wrong"),
+    (pad_layer_sigmoid, r"pad_layer\(x of shape \(1, 2, 5, 7\).* is wrong"),
+])
+def test_pad_layer_check_rejects_wrong_fixes(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}") as info:
+        ch05.check_pad_layer(wrong)
+    assert not isinstance(info.value, StubError)
+
+
+def welch_pooled(a, b):
+    import scipy.stats
+
+    r = scipy.stats.ttest_ind(a, b, equal_var=True)
+    return r.statistic, r.pvalue
+
+
+def welch_one_sided(a, b):
+    t, p = SOL.welch_t_test(a, b)
+    return t, p / 2
+
+
+def welch_biased_variance(a, b):
+    a, b = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    sa, sb = a.var(correction=0) / len(a), b.var(correction=0) / len(b)
+    return float((a.mean() - b.mean()) / (sa + sb).sqrt()), 0.5
+
+
+def welch_pooled_dof(a, b):
+    import scipy.stats
+
+    t, _ = SOL.welch_t_test(a, b)
+    return t, float(2 * scipy.stats.t.sf(abs(t), len(a) + len(b) - 2))
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (welch_pooled, r"scipy\.stats\.ttest_ind is hidden"),
+    (welch_one_sided, r"welch_t_test\(a=\[1\.0, 2\.0.*the one-sided p-value"),
+    (welch_biased_variance, r"Use the unbiased variances"),
+    (welch_pooled_dof, r"pooled degrees of freedom"),
+    (lambda a, b: SOL.welch_t_test(a, b)[0], r"return a pair \(t, p\)"),
+])
+def test_welch_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch05.check_welch_t_test(wrong)
+
+
+def test_welch_check_restores_scipy_and_prints_the_recorded_verdicts(capsys):
+    import scipy.stats
+
+    original = scipy.stats.ttest_ind
+    ch05.check_welch_t_test(SOL.welch_t_test)
+    assert scipy.stats.ttest_ind is original
+    out = capsys.readouterr().out
+    assert "PAD markov beats multi-dilation average on mIoU: holds" in out
+    assert "PAD markov beats fixed d=2 on mIoU: does not hold at this scale" in out
+    assert "PAD markov beats fixed d=1 on mIoU: holds" in out

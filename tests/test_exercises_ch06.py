@@ -198,3 +198,110 @@ def test_stub_errors_are_stub_errors():
     for check in ch06.CHECKS.values():
         with pytest.raises(StubError):
             check(stub)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercises 5-7: predict then measure, find the bug, an ablation
+# ------------------------------------------------------------------------------------------
+
+def _n_out(H, W, s):
+    return ((H - 1) // s + 1) * ((W - 1) // s + 1)
+
+
+def counted_paper_total(B, C, H, W, k, s, mid):
+    return B * (5 * _n_out(H, W, s) * C * k * k + 2 * mid * C * (1 + k * k))
+
+
+def counted_input_pixels(B, C, H, W, k, s, mid):
+    return B * (4 * H * W * C * k * k + 2 * mid * C * (1 + k * k))
+
+
+def counted_floor_size(B, C, H, W, k, s, mid):
+    return B * (4 * (H // s) * (W // s) * C * k * k + 2 * mid * C * (1 + k * k))
+
+
+def counted_branch_once(B, C, H, W, k, s, mid):
+    return B * 4 * _n_out(H, W, s) * C * k * k + 2 * mid * C * (1 + k * k)
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (counted_paper_total, r"B=1, C=16, H=16.*combine the two filters"),
+    (counted_input_pixels, r"B=2, C=8, H=7, W=9, kernel_size=3, stride=2.*input's H\*W pixels"),
+    (counted_floor_size, r"stride=2.*rounds the output size down"),
+    (counted_branch_once, r"B=2, C=8.*once per image"),
+    (lambda *a: None, r"returned None"),
+])
+def test_counter_check_rejects_wrong_predictions(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch06.check_counted_ddf_flops(wrong)
+
+
+def ddf_unfold_no_dilated_padding(x, spatial, channel, k, d, s):
+    B, C = x.shape[:2]
+    Ho, Wo = spatial.shape[-2:]
+    cols = F.unfold(x, k, dilation=d, padding=(k - 1) // 2, stride=s)
+    if cols.shape[-1] != Ho * Wo:
+        return x.new_zeros(B, C, *_out_hw(cols, x, k, d, s))
+    cols = cols.view(B, C, k * k, Ho, Wo)
+    return (cols * spatial[:, None] * channel[:, :, :, None, None]).sum(2)
+
+
+def _out_hw(cols, x, k, d, s):
+    H, W = x.shape[-2:]
+    p = (k - 1) // 2
+    return (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def ddf_unfold_flipped_taps(x, spatial, channel, k, d, s):
+    return SOL.ddf_unfold(x, spatial.flip(1), channel, k, d, s)
+
+
+def ddf_unfold_channel_transposed(x, spatial, channel, k, d, s):
+    B, C, T = channel.shape
+    return SOL.ddf_unfold(x, spatial, channel.reshape(B, T, C).transpose(1, 2), k, d, s)
+
+
+def test_unfold_check_names_the_planted_bug_as_unfixed():
+    with pytest.raises(StubError, match=r"still computes what the function computed when you got it"):
+        ch06.check_ddf_unfold(ch06.planted_ddf_unfold)
+
+
+def test_unfold_notebook_plants_the_same_bug():
+    from test_exercises import NOTEBOOKS, load_stubs
+
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "06_ddf")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    sp, ch = torch.randn(2, 9, 4, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, 9, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(load_stubs(notebook)["ddf_unfold"](x, sp, ch, 3, 1, 2),
+                               ch06.planted_ddf_unfold(x, sp, ch, 3, 1, 2))
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (ddf_unfold_no_dilated_padding, r"kernel_size=3, dilation=2, stride=2\): expected shape \(1, 2, 5, 4\), got"),
+    (ddf_unfold_flipped_taps, r"ddf_unfold\(x of shape \(1, 1, 5, 5\).* is wrong"),
+    (ddf_unfold_channel_transposed, r"ddf_unfold\(x of shape \(2, 3, 7, 6\).* is wrong"),
+])
+def test_unfold_check_rejects_wrong_fixes(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}") as info:
+        ch06.check_ddf_unfold(wrong)
+    assert not isinstance(info.value, StubError)
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (lambda norm: 1, r"output_scaling_exponent\('batch'\): you predicted 1, the measured slope is [23]\.\d+.*running statistics"),
+    (lambda norm: {"filter": 0}.get(norm, 1), r"output_scaling_exponent\('filter'\): you predicted 0.*scaled"),
+    (lambda norm: {"none": 2}.get(norm, SOL.output_scaling_exponent(norm)), r"'none'\): you predicted 2.*linear in the input"),
+    (lambda norm: {"sigmoid": 0}.get(norm, SOL.output_scaling_exponent(norm)), r"'sigmoid'\): you predicted 0.*saturates"),
+    (lambda norm: None, r"returned None"),
+])
+def test_scaling_check_rejects_wrong_exponents(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch06.check_output_scaling_exponent(wrong)
+
+
+def test_scaling_measurements_are_robust_to_the_seed():
+    for seed in range(3):
+        for norm in ch06.SCALING_NORMALIZATIONS:
+            measured = ch06.measure_output_scaling(norm, seed=seed)
+            assert abs(measured - SOL.output_scaling_exponent(norm)) < ch06.SCALING_TOLERANCE / 2, (norm, seed, measured)

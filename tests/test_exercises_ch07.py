@@ -329,3 +329,160 @@ def _slice_arithmetic(x, weight, out):  # whole-slice updates: Numba writes the 
 
 def test_depthwise_rows_check_accepts_slice_arithmetic():
     ch07.check_depthwise_rows(_slice_arithmetic)
+
+
+# ------------------------------------------------------------------------------------------
+# Exercises 6-8: predict then measure, find the bug, the recorded GPU run
+# ------------------------------------------------------------------------------------------
+
+import torch  # noqa: E402
+
+from dyncore.exercises import StubError  # noqa: E402
+
+
+def _sizes(B, C, H, W, k):
+    return B * C * H * W, C * k * k
+
+
+def saved_no_weight(B, C, H, W, k, itemsize):
+    x, w = _sizes(B, C, H, W, k)
+    return x * itemsize, x * k * k * itemsize
+
+
+def saved_with_output(B, C, H, W, k, itemsize):
+    x, w = _sizes(B, C, H, W, k)
+    return (2 * x + w) * itemsize, (x * k * k + w + x) * itemsize
+
+
+def saved_k_not_k2(B, C, H, W, k, itemsize):
+    x, w = _sizes(B, C, H, W, k)
+    return (x + w) * itemsize, (x * k + w) * itemsize
+
+
+def saved_elements(B, C, H, W, k, itemsize):
+    x, w = _sizes(B, C, H, W, k)
+    return x + w, x * k * k + w
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (saved_no_weight, r"saved_bytes\(B=1, C=1, H=5, W=5, kernel_size=3, itemsize=4\).*leaves out the weight"),
+    (saved_with_output, r"counts the output"),
+    (saved_k_not_k2, r"copies k values per output pixel"),
+    (saved_elements, r"counts elements, not bytes"),
+    (lambda *a: SOL.saved_bytes(*a)[1], r"return a pair \(native, unfold\)"),
+])
+def test_saved_bytes_check_rejects_wrong_predictions(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch07.check_saved_bytes(wrong)
+
+
+def test_saved_bytes_formulations_agree():
+    x, w = torch.randn(2, 3, 7, 9, dtype=torch.float64), torch.randn(3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(ch07.depthwise_unfold(x, w), ch07.depthwise_native(x, w))
+
+
+def test_strided_check_names_the_planted_bug_as_unfixed():
+    with pytest.raises(StubError, match=r"still computes what the kernel computed when you got it"):
+        ch07.check_depthwise_strided(ch07.planted_depthwise_strided)
+
+
+def test_strided_notebook_plants_the_same_bug():
+    from test_exercises import NOTEBOOKS, load_stubs
+
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "07_performance")
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 7, 9)), rng.standard_normal((2, 3, 3))
+    got, planted = np.zeros((1, 2, 4, 5)), np.zeros((1, 2, 4, 5))
+    load_stubs(notebook)["depthwise_strided"](x, w, 2, got)
+    ch07.planted_depthwise_strided(x, w, 2, planted)
+    np.testing.assert_allclose(got, planted)
+
+
+def strided_row_only(x, weight, stride, out):
+    """Fixes the columns but applies the stride to the row offset instead."""
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    for b in range(B):
+        for c in range(C):
+            for yo in range(out.shape[2]):
+                for xo in range(out.shape[3]):
+                    acc = 0.0
+                    for i in range(k):
+                        ys = (yo + i - r) * stride
+                        for j in range(k):
+                            xs = xo * stride + j - r
+                            if 0 <= ys < H and 0 <= xs < W:
+                                acc += weight[c, i, j] * x[b, c, ys, xs]
+                    out[b, c, yo, xo] = acc
+
+
+def strided_no_padding_offset(x, weight, stride, out):
+    """Reads from the window's corner (no -r): the output shifted by r."""
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    for b in range(B):
+        for c in range(C):
+            for yo in range(out.shape[2]):
+                for xo in range(out.shape[3]):
+                    acc = 0.0
+                    for i in range(k):
+                        for j in range(k):
+                            ys, xs = yo * stride + i, xo * stride + j
+                            if ys < H and xs < W:
+                                acc += weight[c, i, j] * x[b, c, ys, xs]
+                    out[b, c, yo, xo] = acc
+
+
+def strided_returns_out(x, weight, stride, out):
+    SOL.depthwise_strided(x, weight, stride, out)
+    return out
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (strided_row_only, r"x of shape \(1, 2, 7, 9\).*stride=2, out\) is wrong"),
+    (strided_no_padding_offset, r"x of shape \(1, 1, 5, 5\).*stride=1, out\) is wrong"),
+    (strided_returns_out, r"returned a value; a kernel writes into `out`"),
+])
+def test_strided_check_rejects_wrong_fixes(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}") as info:
+        ch07.check_depthwise_strided(wrong)
+    assert not isinstance(info.value, StubError)
+
+
+def fraction_inverted(record, machine):
+    return 1 / SOL.fraction_of_bound(record, machine)
+
+
+def fraction_memory_only(record, machine):
+    return record["bytes"] / machine["bandwidth_bytes_per_s"] / record["median_s"]
+
+
+def fraction_sum(record, machine):
+    return (record["bytes"] / machine["bandwidth_bytes_per_s"]
+            + record["flops"] / machine["peak_flops_per_s"]) / record["median_s"]
+
+
+def fraction_copy_bandwidth(record, machine):
+    bound = max(record["bytes"] / machine["copy_bandwidth_bytes_per_s"], record["flops"] / machine["peak_flops_per_s"])
+    return bound / record["median_s"]
+
+
+@pytest.mark.parametrize("wrong,match", [
+    (fraction_inverted, r"made-up memory-bound\).*median / bound"),
+    (fraction_memory_only, r"made-up compute-bound\).*memory time only"),
+    (fraction_sum, r"made-up memory-bound\).*adds the two times"),
+    (fraction_copy_bandwidth, r"made-up memory-bound\): the fraction is 0\.25, yours is 0\.5\.$"),
+    (lambda r, m: None, r"returned None"),
+])
+def test_fraction_check_rejects_wrong_answers(wrong, match):
+    with pytest.raises(AssertionError, match=f"(?s){match}"):
+        ch07.check_fraction_of_bound(wrong)
+
+
+def test_fraction_check_covers_the_recorded_run(capsys):
+    machine, records = ch07.recorded_gpu_run()
+    ch07.check_fraction_of_bound(SOL.fraction_of_bound)
+    out = capsys.readouterr().out
+    if records:
+        assert f"on {len(records)} recorded GPU records" in out and "ddf" in out

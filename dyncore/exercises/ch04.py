@@ -7,7 +7,13 @@
 * :func:`check_filter_generator` -- ``g_k``: adaptive average pooling written by hand (the
   check hides ``F.adaptive_avg_pool2d``), then a 1x1 convolution, against PyTorch;
 * :func:`check_context_filter_filter_grad` -- ``dL/dfilters`` of the context filter by hand,
-  against PyTorch's autograd in float64.
+  against PyTorch's autograd in float64;
+* :func:`check_filter_grad_of_sum` -- predict, then measure: the filter gradient of a sum over
+  an all-ones image, predicted by counting, measured by autograd;
+* :func:`check_context_filter_input_grad` -- find and fix the bug: an input gradient with one
+  planted mistake, against autograd and ``gradcheck``;
+* :func:`check_four_dcm_parameters` -- what the generator reads, ``x`` or ``f_k(x)``, decided
+  by the paper's Table 3 parameter count.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..dmnet import DCM, context_filter
-from . import call, expect_close, passed
+from . import StubError, call, expect_close, passed
 
 __all__ = [
     "CHECKS",
@@ -27,6 +33,10 @@ __all__ = [
     "check_parameter_counts",
     "check_filter_generator",
     "check_context_filter_filter_grad",
+    "check_filter_grad_of_sum",
+    "measure_filter_grad_of_sum",
+    "check_context_filter_input_grad",
+    "check_four_dcm_parameters",
 ]
 
 
@@ -252,9 +262,187 @@ def check_context_filter_filter_grad(fn) -> None:
     passed(f"context_filter_filter_grad matches autograd on {len(GRAD_CASES)} shapes (float64)")
 
 
+
+# --------------------------------------------------------------------------------------------
+# Exercise 5 (predict, then measure): the filter gradient of a sum, at the border
+# --------------------------------------------------------------------------------------------
+
+#: (H, W, k): the reader's prediction is compared with autograd on each; the last two have a
+#: kernel larger than the image, where some taps read only zeros.
+SUM_GRAD_CASES = [(5, 5, 3), (4, 7, 5), (6, 3, 3), (3, 6, 9), (1, 1, 1), (2, 9, 5)]
+
+
+def measure_filter_grad_of_sum(H: int, W: int, kernel_size: int) -> torch.Tensor:
+    """The measurement: ``dL/dfilters`` of ``L = context_filter(x, filters).sum()`` for an
+    all-ones image ``x: (1, 1, H, W)``, by PyTorch's autograd (float64), as a ``(k, k)`` tensor."""
+    x = torch.ones(1, 1, H, W, dtype=torch.float64)
+    filters = torch.randn(1, 1, kernel_size, kernel_size, dtype=torch.float64, requires_grad=True)
+    context_filter(x, filters, backend="torch").sum().backward()
+    return filters.grad[0, 0]
+
+
+def check_filter_grad_of_sum(fn) -> None:
+    """``fn(H, W, kernel_size)`` predicts the ``(k, k)`` gradient that
+    :func:`measure_filter_grad_of_sum` measures; they must agree to 1e-9 (counts are integers)."""
+    for H, W, k in SUM_GRAD_CASES:
+        measured = measure_filter_grad_of_sum(H, W, k)
+        what = f"filter_grad_of_sum(H={H}, W={W}, kernel_size={k})"
+        predicted = call(fn, H, W, k, name="filter_grad_of_sum")
+        if predicted is not None and not isinstance(predicted, torch.Tensor):
+            predicted = torch.as_tensor(predicted, dtype=torch.float64)
+        if predicted is not None and predicted.shape == measured.shape:
+            predicted = predicted.to(torch.float64)
+            r = (k - 1) // 2
+            offsets = torch.arange(k, dtype=torch.float64) - r
+            corner = torch.outer(H - torch.arange(k, dtype=torch.float64), W - torch.arange(k, dtype=torch.float64))
+            unclipped = torch.outer(H - offsets.abs(), W - offsets.abs())
+            if not torch.allclose(predicted, measured, atol=1e-9):
+                if torch.allclose(predicted, torch.full_like(measured, H * W)):
+                    why = ("every tap gets H*W, as if the image had no border: a tap at offset "
+                           "(i - r, j - r) reads zeros for the output pixels near the border")
+                elif torch.allclose(predicted, corner):
+                    why = ("it counts the offsets from the filter's corner (i, j) instead of from "
+                           "its centre (i - r, j - r)")
+                elif torch.allclose(predicted, unclipped):
+                    why = ("some counts are negative: when |i - r| >= H the tap reads the image "
+                           "for no output pixel at all, so its count is 0, not H - |i - r|")
+                else:
+                    why = "print your prediction next to the measurement to see which taps differ"
+                raise AssertionError(
+                    f"{what} predicted\n{predicted}\nbut autograd measured\n{measured}\n({why}).")
+        expect_close(predicted, measured, what, rtol=0, atol=1e-9, shape_hint=
+                     "The gradient of the filters has the shape of one filter, (k, k).")
+    H, W, k = SUM_GRAD_CASES[1]
+    passed(f"your predictions match autograd's gradient on {len(SUM_GRAD_CASES)} image and kernel "
+           f"sizes (tolerance 1e-9); for H={H}, W={W}, k={k} both are\n"
+           f"{measure_filter_grad_of_sum(H, W, k).to(torch.int64)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6 (find and fix the bug): the input gradient of the context filter
+# --------------------------------------------------------------------------------------------
+
+def planted_context_filter_input_grad(filters, grad_out):
+    """The exercise's function as the notebook gives it, with its one mistake (used by the
+    check to recognise an unchanged function)."""
+    B, C, k, _ = filters.shape
+    H, W = grad_out.shape[-2:]
+    r = (k - 1) // 2
+    gp = F.pad(grad_out, (r, r, r, r))
+    grad_x = torch.zeros_like(grad_out)
+    for i in range(k):
+        for j in range(k):
+            grad_x += filters[:, :, i, j, None, None] * gp[:, :, i:i + H, j:j + W]
+    return grad_x
+
+
+#: (B, C, H, W, k): odd and even sizes, a kernel larger than the image, a 1x1 kernel.
+INPUT_GRAD_CASES = [(1, 1, 5, 5, 3), (2, 3, 5, 7, 3), (1, 2, 4, 6, 5), (1, 1, 3, 3, 7), (2, 2, 5, 4, 1)]
+
+
+class _ReaderInputGrad(torch.autograd.Function):
+    """``context_filter`` in ``x`` with the reader's input gradient as its backward."""
+
+    @staticmethod
+    def forward(ctx, x, filters, fn):
+        ctx.save_for_backward(filters)
+        ctx.fn = fn
+        return context_filter(x, filters, backend="torch")
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (filters,) = ctx.saved_tensors
+        return ctx.fn(filters, grad_out), None, None
+
+
+def check_context_filter_input_grad(fn) -> None:
+    """``fn(filters, grad_out)`` must return ``dL/dx`` of ``context_filter(x, filters)`` for
+    ``dL/dout = grad_out``: compared with autograd in float64 on odd sizes, a kernel larger than
+    the image and a 1x1 kernel, then ``torch.autograd.gradcheck`` with it as the backward."""
+    gen = torch.Generator().manual_seed(406)
+    for B, C, H, W, k in INPUT_GRAD_CASES:
+        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
+        filters = torch.randn(B, C, k, k, generator=gen, dtype=torch.float64)
+        grad_out = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        context_filter(x, filters, backend="torch").backward(grad_out)
+        expected = x.grad
+        what = (f"context_filter_input_grad(filters of shape {_shape(filters)}, grad_out of shape "
+                f"{_shape(grad_out)})")
+        with torch.no_grad():
+            result = call(fn, filters.clone(), grad_out.clone(), name="context_filter_input_grad")
+        if (k > 1 and isinstance(result, torch.Tensor) and result.shape == expected.shape
+                and torch.allclose(result, planted_context_filter_input_grad(filters, grad_out))
+                and not torch.allclose(result, expected)):
+            raise StubError(
+                f"{what} still computes what the function computed when you got it (it is wrong: "
+                f"it differs from autograd by up to {(result - expected).abs().max():.3g}). Find the "
+                "one mistake: write down which output pixels the input pixel x[u, v] feeds through "
+                "tap (i, j), and compare with the slice the loop reads.")
+        expect_close(result, expected, what, rtol=1e-10, atol=1e-12, shape_hint=
+                     "dL/dx has the shape of x, which is the shape of grad_out.")
+    x = torch.randn(1, 2, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    filters = torch.randn(1, 2, 3, 3, generator=gen, dtype=torch.float64)
+    if not torch.autograd.gradcheck(lambda x_: _ReaderInputGrad.apply(x_, filters, fn), (x,), raise_exception=False):
+        raise AssertionError("context_filter_input_grad matches autograd but fails "
+                             "torch.autograd.gradcheck as the backward of the context filter.")
+    passed(f"context_filter_input_grad matches autograd on {len(INPUT_GRAD_CASES)} shapes (float64) and "
+           "passes gradcheck")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7 (a question the paper leaves open): what does g_k read? Table 3 decides
+# --------------------------------------------------------------------------------------------
+
+#: (in_channels, channels); the last is the paper's head (2048 backbone channels, 512 per branch).
+READING_CASES = [(4, 2), (32, 16), (5, 3), (2048, 512)]
+TABLE3_KERNEL_SIZES = (1, 3, 5, 7)
+TABLE3_DMNET_MILLIONS = 9  # the paper's Table 3: "Ours" has 9M parameters
+
+
+def _dcm_reading_reduced(c, cp, k):
+    """A DCM whose generator reads the reduced features f_k(x): c' -> c' instead of c -> c'."""
+    dcm = DCM(c, cp, k)
+    dcm.generate = nn.Conv2d(cp, cp, 1)
+    return dcm
+
+
+def check_four_dcm_parameters(fn) -> None:
+    """``fn(in_channels, channels, generator_reads)`` must count the parameters of four DCMs with
+    ``k = 1, 3, 5, 7`` when ``g_k`` reads ``x`` (``"x"``, the book's reading: the modules of
+    ``DMHead``) or the reduced features (``"reduced"``); then the paper's 9M decides."""
+    counts = {}
+    for c, cp in READING_CASES:
+        with torch.device("meta"):
+            expected = {"x": sum(_n_params(DCM(c, cp, k)) for k in TABLE3_KERNEL_SIZES),
+                        "reduced": sum(_n_params(_dcm_reading_reduced(c, cp, k)) for k in TABLE3_KERNEL_SIZES)}
+        for reading, number in expected.items():
+            got = call(fn, c, cp, reading, name="four_dcm_parameters")
+            what = f"four_dcm_parameters({c}, {cp}, {reading!r})"
+            if got is None:
+                raise AssertionError(f"{what} returned None: did you forget to `return` the count?")
+            if got != number:
+                per_dcm = number // len(TABLE3_KERNEL_SIZES)
+                hint = (" That is one DCM: the head has four, one per kernel size 1, 3, 5, 7."
+                        if got == per_dcm else
+                        " The generator's 1x1 convolution has a bias in both readings."
+                        if got == number - len(TABLE3_KERNEL_SIZES) * cp else "")
+                raise AssertionError(f"{what}: the four DCMs have {number} parameters, your count is "
+                                     f"{got}.{hint}")
+        counts = expected
+    millions = {reading: n / 1e6 for reading, n in counts.items()}
+    supported = [reading for reading, m in millions.items() if round(m) == TABLE3_DMNET_MILLIONS]
+    assert supported == ["x"], millions  # the book's reading, decided by the paper's own count
+    passed(f"four_dcm_parameters matches the modules on {len(READING_CASES)} widths. With c = 2048, "
+           f"c' = 512: {millions['x']:.2f}M parameters if g_k reads x, {millions['reduced']:.2f}M if it "
+           f"reads f_k(x); the paper's Table 3 says {TABLE3_DMNET_MILLIONS}M, so it read x")
+
+
 CHECKS = {
     "context_filter_groups": check_context_filter_groups,
     "parameter_counts": check_parameter_counts,
     "filter_generator": check_filter_generator,
     "context_filter_filter_grad": check_context_filter_filter_grad,
+    "filter_grad_of_sum": check_filter_grad_of_sum,
+    "context_filter_input_grad": check_context_filter_input_grad,
+    "four_dcm_parameters": check_four_dcm_parameters,
 }

@@ -8,7 +8,13 @@
   against PyTorch's autograd of the gated sum, in float64;
 * :func:`check_receptive_field_distribution` -- the law of the receptive field of a PAD stack
   whose layers draw their dilations at random, against enumeration, and every side against the
-  measured gradient support of a plain dilated stack (:func:`dyncore.exercises.ch01.measured_receptive_field`).
+  measured gradient support of a plain dilated stack (:func:`dyncore.exercises.ch01.measured_receptive_field`);
+* :func:`check_gate_grad_at_pixel` -- predict, then measure: the gradient of the gates at one
+  pixel of an all-ones layer, predicted by counting, measured by autograd;
+* :func:`check_pad_layer` -- find and fix the bug: a PAD layer from its priors with one planted
+  mistake, against ``adaptive_dilation_conv``;
+* :func:`check_welch_t_test` -- Welch's t-test by hand, against SciPy, then on the chapter's
+  recorded experiment.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch.nn.functional as F
 
 from ..pad.spec import reference as gated_sum
 from ..receptive_field import receptive_field
-from . import call, expect_close, passed
+from . import StubError, call, expect_close, passed
 from .ch01 import measured_receptive_field
 
 __all__ = [
@@ -31,6 +37,11 @@ __all__ = [
     "check_gate_gradient",
     "check_receptive_field_distribution",
     "reference_receptive_field_distribution",
+    "check_gate_grad_at_pixel",
+    "measure_gate_grad_at_pixel",
+    "check_pad_layer",
+    "check_welch_t_test",
+    "recorded_miou",
 ]
 
 
@@ -250,9 +261,185 @@ def check_receptive_field_distribution(fn) -> None:
            "every side with the measured gradient support of its plain dilated stack")
 
 
+
+# --------------------------------------------------------------------------------------------
+# Exercise 5 (predict, then measure): the gradient of the gates at one pixel
+# --------------------------------------------------------------------------------------------
+
+#: (y, x, H, W, kernel_size, dilations, in_channels): near a corner, the interior, near an edge
+#: with a dilation that leaves the image, and a 1x1 kernel.
+GATE_POINT_CASES = [(1, 1, 5, 5, 3, (1, 2, 4), 2), (3, 4, 7, 9, 3, (1, 2, 3), 1),
+                    (1, 4, 6, 6, 5, (1, 2), 3), (2, 1, 5, 3, 3, (1, 3), 2), (3, 3, 7, 7, 1, (1, 2), 2)]
+
+
+def measure_gate_grad_at_pixel(y, x, H, W, kernel_size, dilations, in_channels) -> torch.Tensor:
+    """The measurement: ``dL/dgates[0, :, y, x]`` of ``L = adaptive_dilation_conv(...).sum()``
+    with ``x``, ``weight`` all ones (one output channel) and random gates, by autograd (float64)."""
+    from ..pad import adaptive_dilation_conv
+
+    xs = torch.ones(1, in_channels, H, W, dtype=torch.float64)
+    weight = torch.ones(1, in_channels, kernel_size, kernel_size, dtype=torch.float64)
+    gates = torch.rand(1, len(dilations), H, W, dtype=torch.float64, requires_grad=True)
+    adaptive_dilation_conv(xs, weight, None, gates, dilations=tuple(dilations), backend="torch").sum().backward()
+    return gates.grad[0, :, y, x]
+
+
+def check_gate_grad_at_pixel(fn) -> None:
+    """``fn(y, x, H, W, kernel_size, dilations, in_channels)`` predicts the ``D`` values that
+    :func:`measure_gate_grad_at_pixel` measures; they must agree to 1e-9 (they are counts)."""
+    for y, x, H, W, k, dil, cin in GATE_POINT_CASES:
+        measured = measure_gate_grad_at_pixel(y, x, H, W, k, dil, cin)
+        what = f"gate_grad_at_pixel(y={y}, x={x}, H={H}, W={W}, kernel_size={k}, dilations={dil}, in_channels={cin})"
+        predicted = call(fn, y, x, H, W, k, dil, cin, name="gate_grad_at_pixel")
+        if predicted is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the prediction?")
+        predicted = torch.as_tensor(predicted, dtype=torch.float64).reshape(-1)
+        if predicted.shape != measured.shape:
+            raise AssertionError(f"{what}: predict one value per dilation ({len(dil)}), got {predicted.numel()}.")
+        if not torch.allclose(predicted, measured, rtol=0, atol=1e-9):
+            hints = {
+                "every dilation gets in_channels * k * k, as if no tap left the image: the taps "
+                "of a dilated kernel reach further, and read zeros past the border": torch.full_like(measured, cin * k * k),
+                "the count leaves out the input channels: each tap reads all in_channels of them":
+                    measured / cin,
+            }
+            why = next((h for h, v in hints.items() if torch.allclose(predicted, v)),
+                       "count, for each dilation d, the rows y + (i - r) d and columns x + (j - r) d "
+                       "inside the image")
+            raise AssertionError(f"{what}: you predicted {predicted.tolist()}, autograd measured "
+                                 f"{measured.tolist()} ({why}).")
+    y, x, H, W, k, dil, cin = GATE_POINT_CASES[0]
+    passed(f"your predictions match autograd at {len(GATE_POINT_CASES)} pixels (tolerance 1e-9); at pixel "
+           f"({y}, {x}) of a {H}x{W} image with dilations {dil}: "
+           f"{measure_gate_grad_at_pixel(y, x, H, W, k, dil, cin).tolist()}")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6 (find and fix the bug): a PAD layer from its priors
+# --------------------------------------------------------------------------------------------
+
+def planted_pad_layer(x, weight, prior_weight, dilations):
+    """The exercise's layer as the notebook gives it, with its one mistake (used by the check
+    to recognise an unchanged function)."""
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    priors = F.conv2d(x, prior_weight)
+    gates = torch.softmax(priors, dim=-1)
+    out = 0
+    for n, d in enumerate(dilations):
+        out = out + gates[:, n:n + 1] * F.conv2d(x, weight, padding=d * r, dilation=d)
+    return out
+
+
+#: (B, Cin, Cout, H, W, k, dilations)
+PAD_LAYER_CASES = [(1, 2, 3, 5, 7, 3, (1, 2, 3)), (2, 1, 2, 6, 5, 5, (1, 2)), (1, 3, 1, 4, 4, 1, (1, 2, 4)),
+                   (2, 2, 2, 7, 3, 3, (1,))]
+
+
+def check_pad_layer(fn) -> None:
+    """``fn(x, weight, prior_weight, dilations)`` must equal ``adaptive_dilation_conv`` with the
+    gates ``softmax`` of the priors ``F.conv2d(x, prior_weight)`` over the dilations."""
+    from ..pad import adaptive_dilation_conv
+
+    gen = torch.Generator().manual_seed(506)
+    for B, cin, cout, H, W, k, dil in PAD_LAYER_CASES:
+        x = torch.randn(B, cin, H, W, generator=gen, dtype=torch.float64)
+        weight = torch.randn(cout, cin, k, k, generator=gen, dtype=torch.float64)
+        prior_weight = torch.randn(len(dil), cin, 1, 1, generator=gen, dtype=torch.float64)
+        gates = torch.softmax(F.conv2d(x, prior_weight), dim=1)
+        expected = adaptive_dilation_conv(x, weight, None, gates, dilations=dil, backend="loops")
+        what = (f"pad_layer(x of shape {_shape(x)}, weight of shape {_shape(weight)}, "
+                f"dilations={dil})")
+        result = call(fn, x.clone(), weight.clone(), prior_weight.clone(), dil, name="pad_layer")
+        if (isinstance(result, torch.Tensor) and result.shape == expected.shape
+                and torch.allclose(result, planted_pad_layer(x, weight, prior_weight, dil))
+                and not torch.allclose(result, expected)):
+            raise StubError(
+                f"{what} still computes what the layer computed when you got it (it is wrong: it "
+                f"differs from the reference by up to {(result - expected).abs().max():.3g}). Find "
+                "the one mistake: at every pixel, what should the gates of the dilations add up to?")
+        expect_close(result, expected, what, rtol=1e-10, atol=1e-12, shape_hint=
+                     "The output is (B, Cout, H, W), the size of the input.")
+    passed(f"pad_layer matches adaptive_dilation_conv on {len(PAD_LAYER_CASES)} shapes, kernel sizes "
+           "1, 3 and 5 and dilations up to 4")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7 (an experiment): Welch's t-test on the chapter's recorded run
+# --------------------------------------------------------------------------------------------
+
+#: Synthetic samples (a, b) with known answers, then the recorded run's comparisons.
+WELCH_SYNTHETIC = [([1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]),
+                   ([0.5, 0.52, 0.49, 0.51], [0.47, 0.48, 0.5]),
+                   ([3.0, 1.0, 2.0], [2.0, 3.0, 1.0])]
+RECORDED_PAIRS = [("PAD markov", "multi-dilation average"), ("PAD markov", "fixed d=2"),
+                  ("PAD markov", "fixed d=1")]
+
+
+def recorded_miou(variant: str) -> list:
+    """Test mIoU of every seed of ``variant`` in the chapter's recorded run."""
+    from ..experiments import runner
+
+    result = runner.load("05_pad_dilation")
+    return [r["metrics"]["miou"] for r in result["variants"][variant]["runs"]]
+
+
+def check_welch_t_test(fn) -> None:
+    """``fn(a, b)`` must return ``(t, p)``: Welch's t statistic of ``mean(a) - mean(b)`` and its
+    two-sided p-value, against ``scipy.stats.ttest_ind(a, b, equal_var=False)`` (hidden while
+    ``fn`` runs) to 1e-6; then the verdicts of the chapter's recorded run."""
+    call(fn, *WELCH_SYNTHETIC[0], name="welch_t_test")  # a stub fails here, before the slow imports
+    import scipy.stats
+
+    samples = WELCH_SYNTHETIC + [(recorded_miou(a), recorded_miou(b)) for a, b in RECORDED_PAIRS]
+    ttest = scipy.stats.ttest_ind
+
+    def hidden(*args, **kwargs):
+        raise AssertionError("scipy.stats.ttest_ind is hidden during this check: compute t, the "
+                             "Welch-Satterthwaite degrees of freedom and p yourself")
+
+    verdicts = []
+    for n, (a, b) in enumerate(samples):
+        ref = ttest(a, b, equal_var=False)
+        scipy.stats.ttest_ind = hidden
+        try:
+            result = call(fn, list(a), list(b), name="welch_t_test")
+        finally:
+            scipy.stats.ttest_ind = ttest
+        what = f"welch_t_test(a={[round(v, 4) for v in a]}, b={[round(v, 4) for v in b]})"
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise AssertionError(f"{what} returned {result!r}; return a pair (t, p)")
+        t, p = (float(v) for v in result)
+        if not math.isclose(t, ref.statistic, rel_tol=1e-6, abs_tol=1e-9):
+            pooled = ttest(a, b, equal_var=True).statistic
+            ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+            biased = float((ta.mean() - tb.mean()) / (ta.var(correction=0) / len(a) + tb.var(correction=0) / len(b)).sqrt())
+            hint = (" That is Student's t with a pooled variance; Welch's divides by "
+                    "sqrt(var(a)/n_a + var(b)/n_b)." if math.isclose(t, pooled, rel_tol=1e-6) else
+                    " Use the unbiased variances (divide by n - 1)." if math.isclose(t, biased, rel_tol=1e-6) else "")
+            raise AssertionError(f"{what}: t = {ref.statistic:.6g}, yours is {t:.6g}.{hint}")
+        if not math.isclose(p, ref.pvalue, rel_tol=1e-6, abs_tol=1e-12):
+            hint = (" That is the one-sided p-value; the test is two-sided." if math.isclose(p, ref.pvalue / 2, rel_tol=1e-6)
+                    else " Is that the p-value of the pooled degrees of freedom n_a + n_b - 2? Welch's "
+                    "uses the Welch-Satterthwaite degrees of freedom." if math.isclose(
+                        p, 2 * scipy.stats.t.sf(abs(ref.statistic), len(a) + len(b) - 2), rel_tol=1e-6) else "")
+            raise AssertionError(f"{what}: p = {ref.pvalue:.6g}, yours is {p:.6g}.{hint}")
+        if n >= len(WELCH_SYNTHETIC):
+            verdicts.append((t, p))
+    lines = []
+    for (a, b), (t, p) in zip(RECORDED_PAIRS, verdicts):
+        verdict = ("holds" if t > 0 else "does not hold at this scale") if p < 0.05 else "inconclusive"
+        lines.append(f"  {a} beats {b} on mIoU: {verdict} (t = {t:+.2f}, p = {p:.2g})")
+    passed(f"welch_t_test matches scipy on {len(samples)} pairs of samples (to 1e-6); on the chapter's "
+           "recorded run, over its five seeds:\n" + "\n".join(lines))
+
+
 CHECKS = {
     "gumbel_max_sample": check_gumbel_max_sample,
     "straight_through_gates": check_straight_through_gates,
     "gate_gradient": check_gate_gradient,
     "receptive_field_distribution": check_receptive_field_distribution,
+    "gate_grad_at_pixel": check_gate_grad_at_pixel,
+    "pad_layer": check_pad_layer,
+    "welch_t_test": check_welch_t_test,
 }

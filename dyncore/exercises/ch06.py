@@ -6,7 +6,13 @@
 * :func:`check_subpixel_shuffle` -- DDF-Up's reassembly of ``scale**2`` branch outputs into the
   upsampled map, against ``F.pixel_shuffle`` of the right channel order;
 * :func:`check_filter_normalize` -- the book's filter normalization (the paper's Eq. 3,
-  Chapter 6, eq-ddf-fn, with the mean not restored), against :func:`dyncore.ddf.modules.filter_norm`.
+  Chapter 6, eq-ddf-fn, with the mean not restored), against :func:`dyncore.ddf.modules.filter_norm`;
+* :func:`check_counted_ddf_flops` -- predict, then measure: what ``torch.utils.flop_counter``
+  counts of a strided DDF layer;
+* :func:`check_ddf_unfold` -- find and fix the bug: DDF with ``F.unfold`` and one planted
+  mistake, against the operator;
+* :func:`check_output_scaling_exponent` -- an ablation of the filter normalization: how the
+  output grows with the input's scale, predicted, then measured.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ddf.spec import reference
-from . import call, expect_close, passed
+from . import StubError, call, expect_close, passed
 
 __all__ = [
     "CHECKS",
@@ -25,6 +31,11 @@ __all__ = [
     "check_filter_normalize",
     "reference_ddf",
     "reference_ddf_flops",
+    "check_counted_ddf_flops",
+    "measure_counted_ddf_flops",
+    "check_ddf_unfold",
+    "check_output_scaling_exponent",
+    "measure_output_scaling",
 ]
 
 
@@ -211,9 +222,168 @@ def check_filter_normalize(fn) -> None:
     passed(f"filter_normalize standardizes each filter over its taps on {len(NORM_CASES)} shapes")
 
 
+
+# --------------------------------------------------------------------------------------------
+# Exercise 5 (predict, then measure): what the FLOP counter sees of a strided DDF layer
+# --------------------------------------------------------------------------------------------
+
+#: (B, C, H, W, k, stride, mid): stride 1, then strides 2 and 3 on odd sizes, two images.
+COUNTER_CASES = [(1, 16, 16, 16, 3, 1, 3), (2, 8, 7, 9, 3, 2, 2), (1, 6, 5, 5, 5, 3, 3), (3, 4, 6, 3, 3, 2, 1)]
+
+
+def _ddf_layer(C, k, stride, mid):
+    from ..ddf import DDF
+    from ..ddf.modules import squeeze_width
+
+    se_ratio = mid / C
+    assert squeeze_width(C, se_ratio) == mid
+    return DDF(C, k, stride=stride, se_ratio=se_ratio, backend="torch")
+
+
+def measure_counted_ddf_flops(B, C, H, W, kernel_size, stride, mid) -> int:
+    """The measurement: ``dyncore.utils.count_flops`` (``torch.utils.flop_counter``, convolutions
+    and matrix products, 2 FLOPs per multiply-add) of one forward pass of
+    ``DDF(C, kernel_size, stride=stride)`` with a squeeze width ``mid`` on ``(B, C, H, W)``."""
+    from ..utils import count_flops
+
+    layer = _ddf_layer(C, kernel_size, stride, mid)
+    return count_flops(layer, torch.randn(B, C, H, W))
+
+
+def check_counted_ddf_flops(fn) -> None:
+    """``fn(B, C, H, W, kernel_size, stride, mid)`` predicts what
+    :func:`measure_counted_ddf_flops` counts; they must agree exactly (integers)."""
+    for B, C, H, W, k, s, mid in COUNTER_CASES:
+        what = f"counted_ddf_flops(B={B}, C={C}, H={H}, W={W}, kernel_size={k}, stride={s}, mid={mid})"
+        predicted = call(fn, B, C, H, W, k, s, mid, name="counted_ddf_flops")
+        measured = measure_counted_ddf_flops(B, C, H, W, k, s, mid)
+        if predicted is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the count?")
+        if predicted != measured:
+            Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1
+            n = Ho * Wo
+            branches = 2 * B * mid * C * (1 + k * k)
+            hints = {
+                "it counts the nck^2 products that combine the two filters, which the counter "
+                "does not see (it counts convolutions and matrix products only)": B * 5 * n * C * k * k + branches,
+                "it counts the input's H*W pixels; the spatial branch and the application run at the "
+                "output's Ho*Wo = ceil(H/stride) * ceil(W/stride)": B * 4 * H * W * C * k * k + branches,
+                "it rounds the output size down (H // stride); with zero padding r the output has "
+                "(H - 1) // stride + 1 rows": B * 4 * (H // s) * (W // s) * C * k * k + branches,
+                "the channel branch runs once per image: multiply it by B too": B * 4 * n * C * k * k + branches // B,
+            }
+            why = next((h for h, v in hints.items() if v == predicted and v != measured), "")
+            raise AssertionError(f"{what}: you predicted {predicted}, the counter measured {measured}"
+                                 + (f"; your count looks like one where {why}." if why else "."))
+    B, C, H, W, k, s, mid = COUNTER_CASES[1]
+    passed(f"your predictions equal the FLOP counter's on {len(COUNTER_CASES)} layers; e.g. "
+           f"B={B}, C={C}, {H}x{W}, k={k}, stride {s}: {measure_counted_ddf_flops(B, C, H, W, k, s, mid):,} FLOPs")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6 (find and fix the bug): DDF with unfold
+# --------------------------------------------------------------------------------------------
+
+def planted_ddf_unfold(x, spatial, channel, kernel_size, dilation, stride):
+    """The exercise's function as the notebook gives it, with its one mistake (used by the
+    check to recognise an unchanged function)."""
+    B, C, H, W = x.shape
+    k, d = kernel_size, dilation
+    Ho, Wo = spatial.shape[-2:]
+    cols = F.unfold(x, k, dilation=d, padding=d * ((k - 1) // 2), stride=stride)
+    cols = cols.view(B, k * k, C, Ho, Wo).transpose(1, 2)
+    return (cols * spatial[:, None] * channel[:, :, :, None, None]).sum(2)
+
+
+#: (B, C, H, W, k, dilation, stride): odd sizes, strides 1-3, dilation 2, a 5x5 and a 1x1 kernel.
+UNFOLD_CASES = [(1, 1, 5, 5, 3, 1, 1), (2, 3, 7, 6, 3, 1, 1), (1, 2, 9, 7, 3, 2, 2), (2, 4, 7, 8, 5, 1, 3),
+                (1, 3, 6, 5, 1, 1, 2)]
+
+
+def check_ddf_unfold(fn) -> None:
+    """``fn(x, spatial, channel, kernel_size, dilation, stride)`` must equal the operator
+    ``ddf`` (Chapter 6, eq-ddf-op) in float64."""
+    gen = torch.Generator().manual_seed(606)
+    for B, C, H, W, k, d, s in UNFOLD_CASES:
+        Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1
+        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+        spatial = torch.randn(B, k * k, Ho, Wo, generator=gen, dtype=torch.float64)
+        channel = torch.randn(B, C, k * k, generator=gen, dtype=torch.float64)
+        expected = reference_ddf(x, spatial, channel, k, d, s)
+        what = (f"ddf_unfold(x of shape {_shape(x)}, kernel_size={k}, dilation={d}, stride={s})")
+        result = call(fn, x.clone(), spatial.clone(), channel.clone(), k, d, s, name="ddf_unfold")
+        if (C > 1 and k > 1 and isinstance(result, torch.Tensor) and result.shape == expected.shape
+                and torch.allclose(result, planted_ddf_unfold(x, spatial, channel, k, d, s))
+                and not torch.allclose(result, expected)):
+            raise StubError(
+                f"{what} still computes what the function computed when you got it (it is wrong: "
+                f"it differs from ddf by up to {(result - expected).abs().max():.3g}). Find the one "
+                "mistake: it was right on the check's first case, with one channel; what changes "
+                "with several?")
+        expect_close(result, expected, what, rtol=1e-10, atol=1e-12, shape_hint=
+                     "The output is (B, C, Ho, Wo) with Ho = (H - 1) // stride + 1.")
+    passed(f"ddf_unfold matches ddf on {len(UNFOLD_CASES)} shapes, with strides 1-3, dilation 2 and "
+           "kernel sizes 1, 3, 5")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7 (an ablation): how the output scales with the input, per filter normalization
+# --------------------------------------------------------------------------------------------
+
+SCALING_NORMALIZATIONS = ("filter", "sigmoid", "batch", "none")
+SCALES = (1e2, 1e3, 1e4)
+SCALING_TOLERANCE = 0.15
+
+
+def measure_output_scaling(normalization: str, seed: int = 0) -> float:
+    """The measurement: the slope of ``log ||DDF(a x)||`` against ``log a`` for ``a`` in
+    ``SCALES``, for an eval-mode ``DDF(16, 3, se_ratio=0.5)`` in float64 with the given
+    ``normalization`` and a random (not zero) spatial branch weight, as after training."""
+    from ..ddf import DDF
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():  # the layer's initialization too, without touching the global stream
+        torch.manual_seed(seed)
+        layer = DDF(16, 3, se_ratio=0.5, normalization=normalization, backend="torch").double().eval()
+    with torch.no_grad():
+        layer.spatial_branch.weight.copy_(torch.randn(layer.spatial_branch.weight.shape, generator=gen))
+        x = torch.randn(1, 16, 9, 9, generator=gen, dtype=torch.float64)
+        a = torch.tensor(SCALES, dtype=torch.float64)
+        norms = torch.stack([layer(s * x).norm() for s in a])
+    la, ln = a.log(), norms.log()
+    return float(((la - la.mean()) * (ln - ln.mean())).sum() / ((la - la.mean()) ** 2).sum())
+
+
+def check_output_scaling_exponent(fn) -> None:
+    """``fn(normalization)`` predicts the exponent ``p`` of ``||DDF(a x)|| ~ a^p`` for large
+    ``a``; the check measures it (:func:`measure_output_scaling`) and wants it within 0.15."""
+    rows = []
+    for norm in SCALING_NORMALIZATIONS:
+        predicted = call(fn, norm, name="output_scaling_exponent")
+        measured = measure_output_scaling(norm)
+        what = f"output_scaling_exponent({norm!r})"
+        if predicted is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the exponent?")
+        if abs(float(predicted) - measured) > SCALING_TOLERANCE:
+            hint = {
+                "filter": " A standardized filter does not change when its raw values are scaled.",
+                "sigmoid": " For large inputs a sigmoid saturates at 0 or 1.",
+                "batch": " In eval mode, batch norm uses its running statistics: a fixed affine map.",
+                "none": " Without normalization, each filter is (asymptotically) linear in the input.",
+            }[norm]
+            raise AssertionError(f"{what}: you predicted {predicted}, the measured slope is "
+                                 f"{measured:.3f} (tolerance {SCALING_TOLERANCE}).{hint}")
+        rows.append(f"{norm} {measured:.2f}")
+    passed("your exponents match the measured slopes (" + ", ".join(rows) + "): only a normalization "
+           "that is scale-invariant at inference keeps the filters bounded whatever the input")
+
+
 CHECKS = {
     "channel_filter_gradient": check_channel_filter_gradient,
     "ddf_flops": check_ddf_flops,
     "subpixel_shuffle": check_subpixel_shuffle,
     "filter_normalize": check_filter_normalize,
+    "counted_ddf_flops": check_counted_ddf_flops,
+    "ddf_unfold": check_ddf_unfold,
+    "output_scaling_exponent": check_output_scaling_exponent,
 }

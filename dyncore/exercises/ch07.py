@@ -10,7 +10,11 @@ The notebook imports this module only; the checks live by concern:
 * :mod:`.ch07_fits`, fits to timings: :func:`check_loglog_slope` (the least-squares exponent of a
   power law) and :func:`check_row_and_term_costs` (a fixed cost per output row and a cost per term);
 * :mod:`.ch07_kernels`, a compiled kernel: :func:`check_depthwise_rows` (a Numba kernel whose
-  inner loop runs along contiguous rows, checked for its output and its packed (SIMD) multiplies).
+  inner loop runs along contiguous rows, checked for its output and its packed (SIMD) multiplies);
+* here again, three exercises of another kind: :func:`check_saved_bytes` (predict, then measure:
+  the bytes autograd keeps for the backward pass of two formulations), :func:`check_depthwise_strided`
+  (find and fix the bug in a strided kernel) and :func:`check_fraction_of_bound` (the recorded GPU
+  run against its roofline).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..conv.spec import depthwise_conv2d_cost
 from ..roofline import Cost, Machine, bound_seconds
-from . import call, passed
+from . import StubError, call, expect_close, passed
 from .ch07_fits import check_loglog_slope, check_row_and_term_costs
 from .ch07_kernels import check_depthwise_rows, depthwise_rows_reference, depthwise_slow, simd_multiplies
 
@@ -37,6 +41,13 @@ __all__ = [
     "depthwise_rows_reference",
     "depthwise_slow",
     "simd_multiplies",
+    "check_saved_bytes",
+    "measure_saved_bytes",
+    "depthwise_native",
+    "depthwise_unfold",
+    "check_depthwise_strided",
+    "check_fraction_of_bound",
+    "recorded_gpu_run",
 ]
 
 
@@ -211,10 +222,214 @@ def check_roofline_bound(fn) -> None:
 
 
 #: Exercise function name -> its check (used by the notebook and by the tests).
+
+# --------------------------------------------------------------------------------------------
+# Exercise 6 (predict, then measure): the bytes autograd keeps for the backward pass
+# --------------------------------------------------------------------------------------------
+
+def depthwise_unfold(x, weight):
+    """A depthwise convolution (stride 1, padding r) as the unfold formulation: every output
+    pixel's k*k inputs copied out, then multiplied by the weight and summed over the taps."""
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    cols = F.unfold(x, k, padding=(k - 1) // 2).view(B, C, k * k, H * W)
+    return (cols * weight.reshape(1, C, k * k, 1)).sum(2).view(B, C, H, W)
+
+
+def depthwise_native(x, weight):
+    """The same convolution as one ``F.conv2d`` call with ``groups=C``."""
+    k = weight.shape[-1]
+    return F.conv2d(x, weight[:, None], padding=(k - 1) // 2, groups=x.shape[1])
+
+
+def measure_saved_bytes(fn, x, weight) -> int:
+    """The measurement: the bytes of the distinct storages that autograd saves for the backward
+    pass of ``fn(x, weight)`` (``x`` and ``weight`` require gradients), seen through
+    ``torch.autograd.graph.saved_tensors_hooks``."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = x.detach().requires_grad_()
+    weight = weight.detach().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x, weight)
+    return sum(storages.values())
+
+
+#: (B, C, H, W, k, dtype)
+SAVED_CASES = [(1, 1, 5, 5, 3, torch.float32), (2, 3, 7, 9, 3, torch.float32), (1, 4, 6, 5, 5, torch.float64),
+               (2, 2, 4, 3, 1, torch.float32)]
+
+
+def check_saved_bytes(fn) -> None:
+    """``fn(B, C, H, W, kernel_size, itemsize)`` predicts ``(native, unfold)``: the bytes that
+    :func:`measure_saved_bytes` measures for :func:`depthwise_native` and
+    :func:`depthwise_unfold`; they must agree exactly."""
+    for B, C, H, W, k, dtype in SAVED_CASES:
+        x, weight = torch.randn(B, C, H, W, dtype=dtype), torch.randn(C, k, k, dtype=dtype)
+        measured = (measure_saved_bytes(depthwise_native, x, weight), measure_saved_bytes(depthwise_unfold, x, weight))
+        itemsize = x.element_size()
+        what = f"saved_bytes(B={B}, C={C}, H={H}, W={W}, kernel_size={k}, itemsize={itemsize})"
+        got = call(fn, B, C, H, W, k, itemsize, name="saved_bytes")
+        if got is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the pair?")
+        if not isinstance(got, (tuple, list)) or len(got) != 2:
+            raise AssertionError(f"{what} returned {got!r}; return a pair (native, unfold) of byte counts")
+        got = tuple(int(v) for v in got)
+        if got != measured:
+            n, w = B * C * H * W * itemsize, C * k * k * itemsize
+            hints = {
+                (n, B * C * k * k * H * W * itemsize): "leaves out the weight, which the backward "
+                "pass needs too (for dL/dx)",
+                (n + w + n, B * C * k * k * H * W * itemsize + w + n): "counts the output: the "
+                "backward pass of these operations needs their inputs, not their outputs",
+                (n + w, B * C * k * H * W * itemsize + w): "copies k values per output pixel; unfold "
+                "copies all k*k taps of it",
+                (n // itemsize + w // itemsize, (B * C * k * k * H * W + C * k * k)): "counts elements, not bytes",
+            }
+            why = hints.get(got)
+            raise AssertionError(f"{what}: you predicted {got}, autograd saved {measured}"
+                                 + (f"; your count {why}." if why else "."))
+    B, C, H, W, k, dtype = SAVED_CASES[1]
+    x, weight = torch.randn(B, C, H, W, dtype=dtype), torch.randn(C, k, k, dtype=dtype)
+    native, unfold = measure_saved_bytes(depthwise_native, x, weight), measure_saved_bytes(depthwise_unfold, x, weight)
+    passed(f"your predictions equal what autograd saved in {len(SAVED_CASES)} cases; for B={B}, C={C}, "
+           f"{H}x{W}, k={k}: {native:,} bytes for F.conv2d, {unfold:,} for the unfold formulation "
+           f"({unfold / native:.1f}x)")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7 (find and fix the bug): a strided depthwise kernel
+# --------------------------------------------------------------------------------------------
+
+def planted_depthwise_strided(x, weight, stride, out):
+    """The exercise's kernel as the notebook gives it (here in plain Python, without ``@njit``),
+    with its one mistake (used by the check to recognise an unchanged kernel)."""
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    Ho, Wo = out.shape[2], out.shape[3]
+    for b in range(B):
+        for c in range(C):
+            for yo in range(Ho):
+                for xo in range(Wo):
+                    acc = 0.0
+                    for i in range(k):
+                        ys = yo * stride + i - r
+                        if ys < 0 or ys >= H:
+                            continue
+                        for j in range(k):
+                            xs = (xo + j - r) * stride
+                            if 0 <= xs < W:
+                                acc += weight[c, i, j] * x[b, c, ys, xs]
+                    out[b, c, yo, xo] = acc
+
+
+#: (B, C, H, W, k, stride): stride 1 first, then odd sizes the stride does not divide, a 5x5
+#: and a 1x1 kernel, a stride larger than the kernel.
+STRIDED_CASES = [(1, 1, 5, 5, 3, 1), (1, 2, 7, 9, 3, 2), (2, 1, 8, 7, 5, 3), (1, 2, 6, 5, 1, 2), (1, 1, 9, 9, 3, 4)]
+
+
+def check_depthwise_strided(fn) -> None:
+    """``fn(x, weight, stride, out)`` (numpy arrays, float64) must write into ``out`` the
+    depthwise convolution with padding ``r = (k - 1) // 2`` and ``stride``, against ``F.conv2d``."""
+    import numpy as np
+
+    rng = np.random.default_rng(707)
+    for B, C, H, W, k, s in STRIDED_CASES:
+        x, weight = rng.standard_normal((B, C, H, W)), rng.standard_normal((C, k, k))
+        expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(weight)[:, None], stride=s,
+                            padding=(k - 1) // 2, groups=C)
+        out = np.full(tuple(expected.shape), np.nan)
+        what = f"depthwise_strided(x of shape {(B, C, H, W)}, weight of shape {(C, k, k)}, stride={s}, out)"
+        returned = call(fn, x, weight, s, out, name="depthwise_strided")
+        if returned is not None:
+            raise AssertionError(f"{what} returned a value; a kernel writes into `out` and returns nothing.")
+        planted = np.full_like(out, np.nan)
+        planted_depthwise_strided(x, weight, s, planted)
+        if np.allclose(out, planted, equal_nan=True) and not np.allclose(out, expected.numpy()):
+            raise StubError(
+                f"{what} still computes what the kernel computed when you got it (it is wrong: it "
+                f"differs from F.conv2d by up to {np.nanmax(np.abs(out - expected.numpy())):.3g}). Find the "
+                "one mistake: it passed with stride 1; which pixel does tap (i, j) of output pixel "
+                "(yo, xo) read?")
+        expect_close(torch.from_numpy(out), expected, what, rtol=1e-10, atol=1e-12)
+    passed(f"depthwise_strided matches F.conv2d on {len(STRIDED_CASES)} shapes with strides 1 to 4")
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 8 (an experiment): the recorded GPU run against its roofline
+# --------------------------------------------------------------------------------------------
+
+def recorded_gpu_run() -> tuple:
+    """``(machine, forward_records)`` of the newest ``results/gpu-*.json`` (the records whose
+    roofline bound was computed), or ``(None, [])`` when none is recorded."""
+    import json
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "results").glob("gpu-*.json"))
+    if not files:
+        return None, []
+    data = json.loads(files[-1].read_text())
+    return data["machine"], [r for r in data["records"] if r["mode"] == "forward" and r.get("bound_s")]
+
+
+def check_fraction_of_bound(fn) -> None:
+    """``fn(record, machine)`` (one forward record and the machine of a ``dyncore-bench/1``
+    result file) must return the record's fraction of its roofline bound, ``bound / median``,
+    as the benchmark computed it; first on a synthetic record, then on the recorded GPU run."""
+    synthetic_machine = {"bandwidth_bytes_per_s": 2.0 ** 40, "peak_flops_per_s": 2.0 ** 44,
+                         "copy_bandwidth_bytes_per_s": 2.0 ** 39}
+    synthetic = [{"op": "made-up memory-bound", "flops": 2.0 ** 30, "bytes": 2.0 ** 30, "median_s": 2.0 ** -8},
+                 {"op": "made-up compute-bound", "flops": 2.0 ** 40, "bytes": 2.0 ** 30, "median_s": 2.0 ** -2}]
+    machine, records = recorded_gpu_run()
+    cases = [(synthetic_machine, r) for r in synthetic] + [(machine, r) for r in records]
+    for m, r in cases:
+        bound = max(r["bytes"] / m["bandwidth_bytes_per_s"], r["flops"] / m["peak_flops_per_s"])
+        expected = bound / r["median_s"]
+        got = call(fn, dict(r), dict(m), name="fraction_of_bound")
+        what = f"fraction_of_bound(the record of {r['op']}" + (
+            f" on {r['backend']!r} at {r['B']}x{r['C']}x{r['H']}x{r['W']})" if "backend" in r else ")")
+        if got is None:
+            raise AssertionError(f"{what} returned None: did you forget to `return` the fraction?")
+        if not math.isclose(float(got), expected, rel_tol=1e-9):
+            hints = {
+                1 / expected: "That is median / bound, the number of times slower than the bound; "
+                              "the fraction is bound / median (1 at the machine's limit).",
+                r["bytes"] / m["bandwidth_bytes_per_s"] / r["median_s"]: "That uses the memory time only; "
+                              "the bound is the larger of the memory and the compute times.",
+                (r["bytes"] / m["bandwidth_bytes_per_s"] + r["flops"] / m["peak_flops_per_s"]) / r["median_s"]:
+                    "That adds the two times; the roofline takes the larger one.",
+            }
+            why = next((h for v, h in hints.items() if math.isclose(float(got), v, rel_tol=1e-9)), "")
+            raise AssertionError(f"{what}: the fraction is {expected:.6g}, yours is {float(got):.6g}. {why}".rstrip())
+        if "fraction_of_bound" in r and not math.isclose(expected, r["fraction_of_bound"], rel_tol=1e-9):
+            raise AssertionError(f"the recorded fraction of {what} is {r['fraction_of_bound']}, not {expected}")
+    if not records:
+        passed("fraction_of_bound is right on synthetic records; no GPU run is recorded in results/ to apply it to")
+        return
+    lines = []
+    for r in records:
+        f = fn(dict(r), dict(machine))
+        side = "compute" if r["flops"] / r["bytes"] > machine["peak_flops_per_s"] / machine["bandwidth_bytes_per_s"] else "memory"
+        size = f"{r['B']}x{r['C']}x{r['H']}x{r['W']}"
+        lines.append(f"  {r['op']:<10}{r['backend']:<8}{size:<15}{side:<9}{f:8.3f}")
+    above = [r for r in records if fn(dict(r), dict(machine)) > 1]
+    passed(f"fraction_of_bound matches the benchmark's on {len(records)} recorded GPU records "
+           f"({machine.get('device_name')}):\n  {'op':<10}{'backend':<8}{'size':<15}{'bound':<9}{'fraction':>8}\n"
+           + "\n".join(lines) + f"\n{len(above)} of them run faster than their bound")
+
+
 CHECKS = {
     "depthwise_cost": check_depthwise_cost,
     "roofline_bound": check_roofline_bound,
     "loglog_slope": check_loglog_slope,
     "row_and_term_costs": check_row_and_term_costs,
     "depthwise_rows": check_depthwise_rows,
+    "saved_bytes": check_saved_bytes,
+    "depthwise_strided": check_depthwise_strided,
+    "fraction_of_bound": check_fraction_of_bound,
 }

@@ -93,3 +93,59 @@ def context_filter_filter_grad(x, grad_out, kernel_size):
         for j in range(k):
             grad[:, :, i, j] = (grad_out * xp[:, :, i:i + H, j:j + W]).sum(dim=(2, 3))
     return grad
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the filter gradient of a sum
+# ---------------------------------------------------------------------------------------------
+
+def filter_grad_of_sum(H, W, kernel_size):
+    """``dL/dfilters[i, j]`` for ``L = sum(out)`` on an all-ones image: the number of output
+    pixels whose tap (i, j) reads inside the image, ``max(0, H - |i - r|) * max(0, W - |j - r|)``.
+
+    Tap (i, j) of output pixel (y, x) reads row y + i - r, inside the image for H - |i - r| of
+    the H rows (none when |i - r| >= H); rows and columns are independent, so the counts multiply.
+    """
+    r = (kernel_size - 1) // 2
+    offsets = (torch.arange(kernel_size) - r).abs()
+    rows = (H - offsets).clamp(min=0)
+    cols = (W - offsets).clamp(min=0)
+    return torch.outer(rows, cols).to(torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: the input gradient
+# ---------------------------------------------------------------------------------------------
+
+def context_filter_input_grad(filters, grad_out):
+    """``dL/dx[u, v] = sum_{i, j} filters[i, j] * grad_out[u - i + r, v - j + r]``.
+
+    The planted mistake read ``gp[:, :, i:i + H, j:j + W]``, i.e. ``grad_out[u + i - r]``: the
+    offset's sign was not reversed (the filters were not rotated by 180 degrees). With
+    ``grad_out`` padded by r, ``grad_out[u - i + r]`` is ``gp[u - i + 2r]``.
+    """
+    B, C, k, _ = filters.shape
+    H, W = grad_out.shape[-2:]
+    r = (k - 1) // 2
+    gp = F.pad(grad_out, (r, r, r, r))
+    grad_x = torch.zeros_like(grad_out)
+    for i in range(k):
+        for j in range(k):
+            grad_x += filters[:, :, i, j, None, None] * gp[:, :, 2 * r - i:2 * r - i + H, 2 * r - j:2 * r - j + W]
+    return grad_x
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: what does g_k read? Table 3 decides
+# ---------------------------------------------------------------------------------------------
+
+def four_dcm_parameters(in_channels, channels, generator_reads):
+    """Parameters of four DCMs (k = 1, 3, 5, 7), none of which depends on k.
+
+    Per DCM: reduce c*c' + 2c', generate (c or c')*c' + c', norm 2c', fuse c'^2 + 2c'. With
+    c = 2048, c' = 512 the reading "x" gives 9.45M (the paper's 9M) and "reduced" 6.31M.
+    """
+    c, cp = in_channels, channels
+    generator_in = c if generator_reads == "x" else cp
+    per_dcm = c * cp + generator_in * cp + cp * cp + 7 * cp
+    return 4 * per_dcm

@@ -84,3 +84,63 @@ def receptive_field_distribution(kernel_size, dilations, probs):
                 folded[wider] = folded.get(wider, 0.0) + p_side * p_d
         law = folded
     return law
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: the gradient of the gates at one pixel
+# ---------------------------------------------------------------------------------------------
+
+def gate_grad_at_pixel(y, x, H, W, kernel_size, dilations, in_channels):
+    """``dL/dgates[d]`` at (y, x) for ``L = sum(out)`` with all-ones ``x`` and ``weight``: the
+    response of dilation d there, i.e. ``in_channels`` times the number of taps inside the image.
+
+    Tap (i, j) reads row y + (i - r) d and column x + (j - r) d; rows and columns are
+    independent, so the count is (rows inside) x (columns inside).
+    """
+    r = (kernel_size - 1) // 2
+    out = []
+    for d in dilations:
+        rows = sum(0 <= y + (i - r) * d < H for i in range(kernel_size))
+        cols = sum(0 <= x + (j - r) * d < W for j in range(kernel_size))
+        out.append(in_channels * rows * cols)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: a PAD layer from its priors
+# ---------------------------------------------------------------------------------------------
+
+def pad_layer(x, weight, prior_weight, dilations):
+    """The gated sum of dilated convolutions, gates = softmax of the priors over the dilations.
+
+    The planted mistake was ``torch.softmax(priors, dim=-1)``: a softmax over the image's
+    columns, so the gates of one pixel did not add up to 1. The dilations are axis 1 of
+    ``priors: (B, D, H, W)``.
+    """
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    priors = F.conv2d(x, prior_weight)
+    gates = torch.softmax(priors, dim=1)
+    out = 0
+    for n, d in enumerate(dilations):
+        out = out + gates[:, n:n + 1] * F.conv2d(x, weight, padding=d * r, dilation=d)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: Welch's t-test on the recorded run
+# ---------------------------------------------------------------------------------------------
+
+def welch_t_test(a, b):
+    """Welch's t statistic and two-sided p-value.
+
+    t = (mean(a) - mean(b)) / sqrt(va/na + vb/nb) with unbiased variances; the degrees of
+    freedom by Welch-Satterthwaite, (va/na + vb/nb)^2 / ((va/na)^2/(na-1) + (vb/nb)^2/(nb-1)).
+    """
+    import scipy.stats
+
+    a, b = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    sa, sb = a.var() / len(a), b.var() / len(b)
+    t = float((a.mean() - b.mean()) / (sa + sb).sqrt())
+    dof = float((sa + sb) ** 2 / (sa ** 2 / (len(a) - 1) + sb ** 2 / (len(b) - 1)))
+    return t, float(2 * scipy.stats.t.sf(abs(t), dof))

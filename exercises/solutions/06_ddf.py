@@ -77,3 +77,53 @@ def filter_normalize(filters, eps):
     """Each filter (axis 1) minus its mean, divided by its unbiased standard deviation plus eps."""
     centred = filters - filters.mean(dim=1, keepdim=True)
     return centred / (centred.std(dim=1, keepdim=True) + eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 5: predict, then measure: what the FLOP counter sees
+# ---------------------------------------------------------------------------------------------
+
+def counted_ddf_flops(B, C, H, W, kernel_size, stride, mid):
+    """The counter sees the spatial branch's 1x1 convolution (C -> k^2 at every output pixel),
+    the application (a product over C k^2 per output pixel: the "torch" backend's einsum) and
+    the channel branch's two linear layers (C -> mid -> C k^2, once per image); not the nck^2
+    products that combine the filters, nor the pooling or the normalization. Output pixels:
+    n = ((H - 1) // stride + 1) * ((W - 1) // stride + 1).
+    """
+    k2 = kernel_size * kernel_size
+    n = ((H - 1) // stride + 1) * ((W - 1) // stride + 1)
+    spatial = 2 * n * C * k2
+    apply = 2 * n * C * k2
+    channel = 2 * (C * mid + mid * C * k2)
+    return B * (spatial + apply + channel)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: find and fix the bug: DDF with unfold
+# ---------------------------------------------------------------------------------------------
+
+def ddf_unfold(x, spatial, channel, kernel_size, dilation, stride):
+    """``F.unfold`` lays its rows out channel-major: row ``c*k*k + t`` is tap t of channel c.
+
+    The planted mistake viewed them as ``(k*k, C)`` and transposed, which pairs each tap with
+    the wrong channel; it is invisible with one channel or one tap.
+    """
+    B, C, H, W = x.shape
+    k, d = kernel_size, dilation
+    Ho, Wo = spatial.shape[-2:]
+    cols = F.unfold(x, k, dilation=d, padding=d * ((k - 1) // 2), stride=stride)
+    cols = cols.view(B, C, k * k, Ho, Wo)
+    return (cols * spatial[:, None] * channel[:, :, :, None, None]).sum(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: how the output scales with the input
+# ---------------------------------------------------------------------------------------------
+
+def output_scaling_exponent(normalization):
+    """Out = sum over taps of spatial * channel * x. ``x`` contributes one power of a. The
+    filters: standardized ("filter") or saturated ("sigmoid") filters do not grow with a; an
+    eval-mode BatchNorm is a fixed affine map and no normalization at all leaves each filter
+    linear in a (the spatial branch is a 1x1 convolution, the channel branch linear-ReLU-linear
+    of the mean), so 1 + 1 + 1 = 3."""
+    return {"filter": 1, "sigmoid": 1, "batch": 3, "none": 3}[normalization]

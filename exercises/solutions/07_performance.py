@@ -118,3 +118,56 @@ def depthwise_rows(x, weight, out):
                 dst = row[lo:hi]
                 for t in range(hi - lo):
                     dst[t] += w * src[t]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 6: predict, then measure: the bytes autograd keeps for the backward pass
+# ---------------------------------------------------------------------------------------------
+
+def saved_bytes(B, C, H, W, kernel_size, itemsize):
+    """``(native, unfold)``: both keep the weight (C k^2 values) for dL/dx; F.conv2d keeps its
+    input x (B C H W values), the unfold formulation keeps the unfolded input, k^2 copies of it
+    (B C k^2 H W values), which the product needs for dL/dweight."""
+    x = B * C * H * W
+    w = C * kernel_size * kernel_size
+    cols = x * kernel_size * kernel_size
+    return (x + w) * itemsize, (cols + w) * itemsize
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 7: find and fix the bug: a strided depthwise kernel
+# ---------------------------------------------------------------------------------------------
+
+@njit
+def depthwise_strided(x, weight, stride, out):
+    """The planted mistake was ``xs = (xo + j - r) * stride``: the stride applied to the tap's
+    offset too (a dilation by the stride). The stride moves the window; the taps stay one
+    pixel apart: ``xs = xo * stride + j - r``, as for the rows."""
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    r = (k - 1) // 2
+    Ho, Wo = out.shape[2], out.shape[3]
+    for b in range(B):
+        for c in range(C):
+            for yo in range(Ho):
+                for xo in range(Wo):
+                    acc = 0.0
+                    for i in range(k):
+                        ys = yo * stride + i - r
+                        if ys < 0 or ys >= H:
+                            continue
+                        for j in range(k):
+                            xs = xo * stride + j - r
+                            if 0 <= xs < W:
+                                acc += weight[c, i, j] * x[b, c, ys, xs]
+                    out[b, c, yo, xo] = acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise 8: the recorded GPU run against its roofline
+# ---------------------------------------------------------------------------------------------
+
+def fraction_of_bound(record, machine):
+    """``bound / median`` with the roofline bound ``max(bytes / bandwidth, flops / peak)``."""
+    bound = max(record["bytes"] / machine["bandwidth_bytes_per_s"], record["flops"] / machine["peak_flops_per_s"])
+    return bound / record["median_s"]
