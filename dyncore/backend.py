@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import _bootstrap
+from . import validation as V
 
 #: The concrete backends, in the order the chapters teach them.
 BACKENDS = ("loops", "numba", "torch", "cuda")
@@ -84,7 +85,9 @@ def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Ca
     (PyTorch, differentiated by autograd), and as the ``config`` of the hand-written kernel sets
     ``kernels["numba"]`` and ``kernels["cuda"]`` (:class:`dyncore.autograd.KernelSet`), which run
     under :class:`dyncore.autograd.KernelFunction`. An output with no elements (an empty batch)
-    is returned as zeros of ``out_shape`` without running anything. With ``op`` (the operator's
+    is returned as zeros of ``out_shape`` without running anything. Under ``torch.autocast`` the
+    inputs are float32 already (:func:`dyncore.validation.autocast_inputs`) and the ``"torch"``
+    backend runs with autocast off, so that every backend computes in float32. With ``op`` (the operator's
     :class:`dyncore.library.OpDef`), the two kernel backends run as the custom operator
     ``torch.ops.dyncore.<name>(*inputs, *config, backend)``, which ``torch.compile`` and
     ``torch.export`` understand.
@@ -104,6 +107,9 @@ def dispatch(backend: str, inputs: tuple, config: tuple, *, out_shape, loops: Ca
     if name == "loops":
         return run_loops(lambda *arrays: loops(*arrays, *config), *inputs, like=like)
     if name == "torch":
+        if V.autocasting(like):  # compute in float32 like the kernels, not in autocast's half
+            with torch.autocast(like.device.type, enabled=False):
+                return vectorized(*inputs, *config)
         return vectorized(*inputs, *config)
     if op is not None:
         return op(*inputs, *config, name)

@@ -11,7 +11,11 @@ graph, like ``aten::conv2d``: the compiler needs only
   computing it. Here it is the operator's vectorized PyTorch version run on fake tensors: it
   computes nothing, and it cannot disagree with the kernels about the output's shape;
 * its **autograd** formula: the hand-derived backward kernels, themselves a second custom
-  operator ``torch.ops.dyncore.<name>_backward``, so a compiled training step keeps them too.
+  operator ``torch.ops.dyncore.<name>_backward``, so a compiled training step keeps them too;
+* its **autocast** rule: the kernels have no half precision (Numba has no bfloat16), so under
+  ``torch.autocast`` a bfloat16 or float16 input is cast to float32 and the operator returns
+  float32 (``register_autocast``; the public functions cast first, before validating, on every
+  backend: :func:`dyncore.validation.autocast_inputs`).
 
 :func:`define` does this for one operator; each method's ``functional.py`` calls it once, and its
 public function routes the ``"numba"`` and ``"cuda"`` backends through the operator
@@ -130,6 +134,11 @@ def define(name: str, tensors: tuple[str, ...], params: tuple[str, ...], *, kern
         return (*[g if need else None for g, need in zip(grads, needs)], *([None] * len(ctx.rest)))
 
     forward.register_autograd(autograd_backward, setup_context=setup_context)
+    # Under torch.autocast the kernels compute in float32 (they have no half precision): a
+    # bfloat16 or float16 input is cast up, float64 stays (dyncore.validation.autocast_inputs
+    # does the same in the public functions, before validation, for every backend).
+    for device_type in ("cpu", "cuda"):
+        forward.register_autocast(device_type, torch.float32)
     op = OpDef(name, tuple(_arg_name(t.rstrip("?")) for t in tensors), tuple(params), forward, backward)
     _DEFINED[name] = op
     return op

@@ -88,6 +88,12 @@ class BenchCase:
     FLOPs and bytes of a forward). ``memory(backend, B, C, H, W, k, mode, itemsize)``, if given,
     estimates the bytes a run needs (inputs, output, temporaries), so the benchmark can skip a
     case that would not fit instead of exhausting the memory.
+
+    ``peer(k, *inputs)`` is the alternative a PyTorch user would write instead of our kernels
+    (the benchmark's ``"peer"`` row): plain PyTorch, named by ``peer_name``; with
+    ``peer_compiled`` the benchmark runs it compiled by ``torch.compile`` (Inductor).
+    ``peer_targets``, if set, is how many times faster than the peer our ``"numba"`` kernel
+    should be, ``(forward, forward + backward)`` (Chapter 7).
     """
 
     name: str
@@ -97,6 +103,10 @@ class BenchCase:
     call: Callable
     cost: Callable
     memory: Callable | None = None
+    peer: Callable | None = None
+    peer_name: str = ""
+    peer_compiled: bool = False
+    peer_targets: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

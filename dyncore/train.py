@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--backend", default="auto", help="the layer's operator backend (default auto)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process (default 1)")
-    p.add_argument("--out", default=None, help="write the parameters and losses here (.pt), from rank 0")
+    p.add_argument("--out", default=None, help="write the parameters and losses here (.pt), from rank 0; "
+                   "a path with {rank} in it is written by every process, each with its rank")
     args = p.parse_args(argv)
 
     import dyncore  # noqa: F401  first: it selects the CUDA simulator before Numba is imported
@@ -115,10 +116,12 @@ def main(argv=None) -> int:
         rank = dist.get_rank() if distributed else 0
         if rank == 0:
             print(f"{args.layer or default_layer()}: {args.steps} steps, loss {result['losses'][0]:.4f} -> {result['losses'][-1]:.4f}")
-            if args.out:
-                state = {k: v.cpu() for k, v in result["model"].state_dict().items()}
-                torch.save({"state_dict": state, "losses": result["losses"],
-                            "world_size": dist.get_world_size() if distributed else 1}, args.out)
+        every_rank = args.out is not None and "{rank}" in args.out
+        if args.out and (rank == 0 or every_rank):
+            state = {k: v.cpu() for k, v in result["model"].state_dict().items()}
+            torch.save({"state_dict": state, "losses": result["losses"], "rank": rank,
+                        "world_size": dist.get_world_size() if distributed else 1},
+                       args.out.replace("{rank}", str(rank)) if every_rank else args.out)
     finally:
         if distributed:
             dist.destroy_process_group()

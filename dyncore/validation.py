@@ -13,6 +13,34 @@ from typing import Sequence
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+#: Half-precision dtypes: no kernel computes in them (Numba has no bfloat16); under
+#: ``torch.autocast`` the operators cast them to float32 first (:func:`autocast_inputs`). Passed
+#: directly they are refused on every backend, ``"torch"`` included although PyTorch could compute
+#: there: the four backends accept the same calls and agree on the result, and a bfloat16
+#: ``"torch"`` result would be a different, less precise one.
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+def autocasting(t: torch.Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``t``'s device type (CPU or CUDA)."""
+    kind = t.device.type
+    return kind in _AUTOCAST_DEVICES and torch.is_autocast_enabled(kind)
+
+
+def autocast_inputs(*tensors):
+    """Under ``torch.autocast``, half-precision tensors (bfloat16, float16) become float32.
+
+    The kernels compute in float32 or float64, so an operator inside an autocast region computes
+    in float32 and returns float32, as PyTorch's autocast does for operators that need the range
+    (``torch.library.register_autocast(op, device, torch.float32)``, which
+    :func:`dyncore.library.define` also registers for the custom operators). Other values pass
+    unchanged; float64 stays float64, as under autocast. Outside autocast nothing changes, and
+    :func:`check_tensor` refuses a half-precision tensor, naming the argument. Every public
+    operator calls this first, before validating, on every backend. Returns a tuple.
+    """
+    return tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype in HALF_DTYPES and autocasting(t)
+                 else t for t in tensors)
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
@@ -32,8 +60,11 @@ def check_tensor(name: str, value, ndim: int | None = None, layout: str | None =
             else "a floating-point" if value.dtype.is_floating_point
             else "an integer/boolean"
         )
+        hint = ("; the kernels compute in float32 or float64: convert it with .float(), or run "
+                "under torch.autocast, which computes these operators in float32"
+                if value.dtype in HALF_DTYPES else "")
         raise TypeError(
-            f"{name} must be float32 or float64; got {kind} tensor of dtype {value.dtype}"
+            f"{name} must be float32 or float64; got {kind} tensor of dtype {value.dtype}{hint}"
         )
     if ndim is not None and value.dim() != ndim:
         axes = f" {layout}" if layout else ""

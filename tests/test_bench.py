@@ -361,3 +361,101 @@ def test_gpu_benchmark_runs(tmp_path):
     assert any(r["backend"] == "cuda" for r in results.records)
     assert all(math.isfinite(r["median_s"]) for r in results.records)
     results.save(tmp_path / "gpu.json")
+
+
+# ----------------------------------------------------------------------------- the peers
+
+def test_interleaved_keeps_every_repetition():
+    calls = []
+    spread = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                               repeats=4, warmup=1, min_sample=0)
+    assert set(spread) == {"a", "b"} and all(len(s.times) == 4 for s in spread.values())
+    assert calls[:4] == ["a", "a", "b", "b"]  # warm-up and the calibrating call of each
+    assert calls[4:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # interleaved, the order alternating
+    for s in spread.values():
+        assert 0 < s.min <= s.median and s.iqr >= 0
+    for bad, match in [(dict(repeats=0), "repeats must be a positive int"),
+                       (dict(warmup=-1), "warmup must be an int >= 0")]:
+        with pytest.raises(ValueError, match=match):
+            bench.interleaved({"a": lambda: None}, **bad)
+    with pytest.raises(ValueError, match="fns must name at least one callable"):
+        bench.interleaved({})
+
+
+@pytest.mark.parametrize("op", BENCH_NAMES)
+def test_every_peer_computes_the_operator(op):
+    """Each spec's peer (the expression a PyTorch user would write), run eagerly in float64,
+    equals the operator's vectorized backend, output and gradients; the benchmark compiles the
+    Inductor ones and checks them again, against the kernel, before it times them."""
+    _available(op)
+    case = get_bench_case(op)
+    assert case.peer is not None and case.peer_name
+    assert case.peer_compiled == (op in ("dfn", "lsdfn", "ddf"))
+    inputs = _inputs(op, B=2, C=3, H=7, W=6, dtype=torch.float64)
+    a = tuple(t.clone().requires_grad_() for t in inputs)
+    b = tuple(t.clone().requires_grad_() for t in inputs)
+    out_peer, out_ref = case.peer(3, *a), _call(op, "torch", 3, *b)
+    torch.testing.assert_close(out_peer, out_ref)
+    g = torch.randn_like(out_ref)
+    out_peer.backward(g)
+    out_ref.backward(g)
+    for i, (u, v) in enumerate(zip(a, b)):
+        torch.testing.assert_close(u.grad, v.grad, msg=lambda m, i=i: f"{op}, input {i}: {m}")
+
+
+def test_versus_peer_interleaves_checks_and_records_the_spread(tmp_path):
+    results = suite.versus_peer(["dcm", "pad"], ["1x2x6x5"], modes=["forward", "backward"], repeats=3)
+    assert len(results.records) == 8
+    for r in results.records:
+        assert r["runs"] == 3 and 0 < r["min_s"] <= r["median_s"] and r["load"] >= 0
+    ours = results.get(op="dcm", backend="numba", mode="backward")
+    peer = results.get(op="dcm", backend="peer", mode="backward")
+    assert ours["speedup_vs_peer"] == pytest.approx(peer["median_s"] / ours["median_s"])
+    assert peer["peer_name"].startswith("oneDNN") and peer["speedup_vs_peer"] is None
+    m = results.machine
+    assert m["peer_checked"] and m["torch_threads"] >= 1 and m["numba_threads"] >= 1
+    assert len(m["load_before"].split()) == 3 and "dcm:" in m["fingerprints"]
+    back = bench_results.Results.load(results.save(tmp_path / "peer.csv"))
+    assert back.get(op="pad", backend="numba", mode="forward")["speedup_vs_peer"] == pytest.approx(
+        results.get(op="pad", backend="numba", mode="forward")["speedup_vs_peer"])
+    assert "dcm" in suite.peer_table(results) and "oneDNN" in suite.peer_table(results)
+    with pytest.raises(ValueError, match="ops: 'ddx' has no peer"):
+        suite.versus_peer(["ddx"], ["1x1x4x4"])
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        suite.versus_peer(["dcm"], ["1x1x4x4"], repeats=0)
+
+
+def test_a_wrong_peer_is_caught_before_it_is_timed(monkeypatch):
+    import dataclasses
+
+    case = get_bench_case("dcm")
+    wrong = dataclasses.replace(case, peer=lambda k, x, f: case.peer(k, x, f) * 1.01)
+    monkeypatch.setattr(suite, "get_bench_case", lambda name: wrong if name == "dcm" else get_bench_case(name))
+    with pytest.raises(AssertionError, match="dcm: the peer and 'numba' differ in the output"):
+        suite.versus_peer(["dcm"], ["1x2x6x5"], modes=["forward"], repeats=1)
+
+
+def test_cli_versus_peer(tmp_path, capsys):
+    out = tmp_path / "peer.json"
+    assert main(["--versus-peer", "--ops", "dcm", "--sizes", "1x2x6x5", "--mode", "forward", "--no-roofline",
+                 "--repeats", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "peer/numba" in printed and "load average" in printed
+    assert bench_results.Results.load(out).get(op="dcm", backend="peer")["runs"] == 2
+
+
+RECORDED_PEERS = os.path.join(REPO, "results", "cpu-versus-peer.json")
+
+
+def test_recorded_peer_results_are_fresh():
+    """Chapter 7 shows the peer rows at the larger sizes from this file: it covers every operator
+    with a peer, was checked before timing, and was measured on today's kernels and peers (a
+    changed ``numba_cpu.py`` or peer changes the fingerprint: re-record with the command in
+    ``results/README.md``)."""
+    recorded = bench_results.Results.load(RECORDED_PEERS)
+    assert recorded.machine["peer_checked"]
+    fingerprints = dict(item.split(":") for item in recorded.machine["fingerprints"].split())
+    for op in {r["op"] for r in recorded.records}:
+        assert fingerprints[op] == suite.source_fingerprint(op), (
+            f"{op}: its kernels or peer changed since results/cpu-versus-peer.json was recorded")
+    assert {r["op"] for r in recorded.records} >= {"dfn", "dcm", "ddf"}

@@ -177,10 +177,12 @@ def test_filters_expanded_over_the_batch(backend):
     assert w.grad.shape == w.shape
 
 
-def test_large_outputs_in_huge_pages_are_ordinary_tensors():
+def test_large_outputs_in_huge_pages_are_ordinary_tensors(monkeypatch):
     """Outputs over ``HUGE_PAGE_THRESHOLD`` come from ``empty_output`` (a memory map in 2 MiB
     pages): same values, autograd works, and the memory stays alive with the tensor."""
     import gc
+
+    monkeypatch.setattr(numba_cpu, "HUGE_PAGE_THRESHOLD", 8 << 20)  # a smaller input suffices
 
     x, sp, ch = make(1, 9, 480, 500, 3, dtype=torch.float32, seed=2)
     assert x.numel() * 4 >= numba_cpu.HUGE_PAGE_THRESHOLD

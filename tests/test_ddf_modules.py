@@ -17,6 +17,7 @@ from dyncore.ddf.modules import (
     DDFUp,
     branch_parameters,
     filter_norm,
+    record_filters,
     squeeze_width,
 )
 from dyncore.dfn import dynamic_filter
@@ -67,8 +68,9 @@ def test_filter_norm_keeps_constant_filters_finite_and_checks_taps():
 def test_ddf_module_applies_normalized_filters():
     set_seed_module = DDF(6, 3).double()
     x = randn(2, 6, 7, 9)
-    set_seed_module(x)
-    sp, ch = set_seed_module.last_spatial, set_seed_module.last_channel
+    with record_filters(set_seed_module) as applied:
+        set_seed_module(x)
+    sp, ch = applied[set_seed_module]
     torch.testing.assert_close(sp.sum(1), torch.zeros(2, 7, 9, dtype=torch.float64), rtol=0, atol=1e-10)
     std = sp.std(1) * 3 / SPATIAL_GAIN  # fixed gain 1/k
     assert torch.all((std - 1).abs() < 1e-3)
@@ -88,12 +90,15 @@ def test_ddf_module_shapes_and_eq2(H, W, k, stride, dilation):
     # one tap: filter normalization is refused (test_one_tap_...), so use the sigmoid there
     m = DDF(5, k, stride, dilation, normalization="filter" if k > 1 else "sigmoid").double()
     x = randn(2, 5, H, W)
-    out = m(x)
+    with record_filters(m) as applied:
+        out = m(x)
     Ho, Wo = (H - 1) // stride + 1, (W - 1) // stride + 1
     assert out.shape == (2, 5, Ho, Wo)
     assert out.abs().amax() > 1e-3  # a reference of zeros would prove nothing
-    assert m.last_spatial.shape == (2, k * k, Ho, Wo) and m.last_channel.shape == (2, 5, k * k)
-    spec = ddf_loops(x.numpy(), m.last_spatial.numpy(), m.last_channel.numpy(), k, dilation, stride)
+    sp, ch = applied[m]
+    assert sp.shape == (2, k * k, Ho, Wo) and ch.shape == (2, 5, k * k)
+    assert not sp.requires_grad and not ch.requires_grad
+    spec = ddf_loops(x.numpy(), sp.numpy(), ch.numpy(), k, dilation, stride)
     torch.testing.assert_close(out, torch.from_numpy(spec), **F64)
 
 
@@ -140,12 +145,14 @@ def test_ddf_has_fewer_parameters_than_conv_at_paper_sizes():
 def test_spatial_only_is_dynamic_filter_and_channel_only_is_context_filter():
     x = randn(2, 4, 8, 7)
     sp = DDF(4, 3, filters="spatial").double()
-    torch.testing.assert_close(sp(x), dynamic_filter(x, sp.last_spatial, kernel_size=3), **F64)
-    assert torch.equal(sp.last_channel, torch.ones(2, 4, 9, dtype=torch.float64))
+    spatial, channel = sp.predict_filters(x)
+    torch.testing.assert_close(sp(x), dynamic_filter(x, spatial, kernel_size=3), **F64)
+    assert torch.equal(channel, torch.ones(2, 4, 9, dtype=torch.float64))
     assert not hasattr(sp.norm, "channel_scale")
     ch = DDF(4, 3, filters="channel").double()
-    torch.testing.assert_close(ch(x), context_filter(x, ch.last_channel.view(2, 4, 3, 3)), **F64)
-    assert torch.equal(ch.last_spatial, torch.ones(2, 9, 8, 7, dtype=torch.float64))
+    spatial, channel = ch.predict_filters(x)
+    torch.testing.assert_close(ch(x), context_filter(x, channel.view(2, 4, 3, 3)), **F64)
+    assert torch.equal(spatial, torch.ones(2, 9, 8, 7, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
@@ -154,14 +161,15 @@ def test_variants_run_backward_and_stay_finite(normalization, filters):
     torch.manual_seed(0)
     m = DDF(6, 3, 2, filters=filters, normalization=normalization)
     x = torch.randn(3, 6, 9, 8, requires_grad=True)
-    out = m(x)
+    with record_filters(m) as applied:
+        out = m(x)
     assert out.shape == (3, 6, 5, 4) and out.dtype == torch.float32 and torch.isfinite(out).all()
     out.square().mean().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     for name, p in m.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     if normalization == "sigmoid" and filters != "channel":
-        assert (m.last_spatial > 0).all() and (m.last_spatial < 1).all()
+        assert (applied[m][0] > 0).all() and (applied[m][0] < 1).all()
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
@@ -205,8 +213,7 @@ def test_gradcheck_through_the_module():
 def test_spatial_branch_starts_as_a_static_filter():
     m = DDF(4, 3).double()
     assert torch.equal(m.spatial_branch.weight, torch.zeros_like(m.spatial_branch.weight))
-    m(randn(2, 4, 6, 5))
-    sp = m.last_spatial
+    sp, _ = m.predict_filters(randn(2, 4, 6, 5))
     torch.testing.assert_close(sp, sp[:, :, :1, :1].expand_as(sp), **F64)  # the same filter everywhere
 
 
@@ -488,3 +495,20 @@ def test_factory_kwargs_reach_every_parameter_and_buffer(normalization):
         assert {t.dtype for t in [*m.parameters(), *m.buffers()] if t.is_floating_point()} == {torch.float64}
     m = DDFUp(4, normalization=normalization, device="meta")
     assert {t.device.type for t in [*m.parameters(), *m.buffers()]} == {"meta"}
+
+
+@pytest.mark.parametrize("make", [lambda: DDF(4, 3, 2), lambda: DDFUp(4, 2)], ids=["DDF", "DDFUp"])
+def test_record_filters_gives_the_applied_filters_and_the_layer_keeps_none(make):
+    layer = make().double()
+    net = torch.nn.Sequential(layer, torch.nn.ReLU())
+    x = randn(2, 4, 7, 6)
+    with record_filters(net) as applied:
+        net(x)
+    sp, ch = applied[layer]
+    want_sp, want_ch = layer.predict_filters(x) if isinstance(layer, DDF) else layer.filters(x)
+    torch.testing.assert_close(sp, want_sp.detach(), **F64)
+    torch.testing.assert_close(ch, want_ch.detach(), **F64)
+    assert not sp.requires_grad and not ch.requires_grad
+    net(x)  # outside the block nothing is recorded, and the layer keeps no tensor of a call
+    assert list(applied) == [layer] and layer._recorders == []
+    assert not any(isinstance(v, torch.Tensor) for v in vars(layer).values())

@@ -23,7 +23,7 @@ from dyncore.pad import (
 )
 from dyncore.experiments import ch05
 from dyncore.experiments.ch05 import make_stripes
-from dyncore.pad.modules import prior_branch_parameters
+from dyncore.pad.modules import prior_branch_parameters, record_gates
 from dyncore.pad.spec import reference
 
 ALL = ["loops", "numba", "torch", "cuda"]
@@ -202,17 +202,21 @@ def test_module_shapes_and_parameter_count(aggregation):
     assert sum(p.numel() for p in layer.parameters()) == conv + prior
     assert {"markov": 15, "recurrent": 24, "gated": 48}[aggregation] == prior
     x = torch.randn(2, 4, 7, 5)
-    out, h = layer(x, return_prior=True)
+    with record_gates(layer) as seen:
+        out, h = layer(x, return_prior=True)
     assert out.shape == (2, 6, 7, 5) and h.shape == (2, 3, 7, 5)
-    assert layer.last_gates.shape == (2, 3, 7, 5) and not layer.last_gates.requires_grad
+    prior, gates = seen[layer]
+    assert torch.equal(prior, h) and gates.shape == (2, 3, 7, 5) and not gates.requires_grad
+    assert not any(isinstance(v, torch.Tensor) for v in vars(layer).values())  # keeps no tensor
     assert "aggregation=" in repr(layer)
 
 
 def test_priors_start_uniform():
     layer = PADConv2d(3, 3)
     layer.eval()
-    layer(torch.randn(1, 3, 5, 5))
-    torch.testing.assert_close(layer.last_gates, torch.full((1, 3, 5, 5), 1 / 3))
+    with record_gates(layer) as seen:
+        layer(torch.randn(1, 3, 5, 5))
+    torch.testing.assert_close(seen[layer][1], torch.full((1, 3, 5, 5), 1 / 3))
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
@@ -278,7 +282,9 @@ def test_stack_passes_priors_and_trains(aggregation):
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
     assert all(p.grad is not None for p in stack.parameters())  # the priors learn too
-    assert len(stack.gates()) == 3 and stack.priors()[0].shape == (4, 2, 8, 8)
+    with record_gates(stack) as seen:
+        stack(x)
+    assert len(seen) == 3 and seen[stack.layers[0]][0].shape == (4, 2, 8, 8)
     stack.tau = 0.25
     assert all(layer.tau == 0.25 for layer in stack.layers)
 

@@ -25,6 +25,8 @@ COINCIDENCES = {
     "experiments/ch05.py": {"pad": "the kind of Chapter 5's stripes body ('fixed', 'multi', 'pad')"},
     "experiments/ch06.py": {"conv": "a choice of Chapter 6's ResNet slot ('conv', 'dwconv', 'ddf')",
                             "ddf": "a choice of Chapter 6's ResNet slot and decoder"},
+    "figures.py": {name: "a label drawn in a schematic figure (the function or module it shows)"
+                   for name in ("conv2d", "ddf", "DCM", "DDF")},
     # not a coincidence: a use of the registry by name, as the command line's default choice
 }
 

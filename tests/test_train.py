@@ -26,9 +26,11 @@ def run(cmd, tmp_path):
 def test_two_processes_train_exactly_as_one(tmp_path):
     run([sys.executable, "-m", "dyncore.train", *ARGS, "--out", "one.pt"], tmp_path)
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "dyncore.train", *ARGS, "--out", "two.pt"], tmp_path)
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    assert one["world_size"] == 1 and two["world_size"] == 2
+         "-m", "dyncore.train", *ARGS, "--out", "two{rank}.pt"], tmp_path)  # every rank writes its file
+    one, two, rank1 = (torch.load(tmp_path / name) for name in ("one.pt", "two0.pt", "two1.pt"))
+    assert one["world_size"] == 1 and two["world_size"] == 2 and (two["rank"], rank1["rank"]) == (0, 1)
+    for name, value in two["state_dict"].items():  # the ranks' copies stay identical, bit for bit
+        assert torch.equal(rank1["state_dict"][name], value), name
     torch.testing.assert_close(torch.tensor(two["losses"]), torch.tensor(one["losses"]), rtol=1e-12, atol=1e-12)
     assert one["state_dict"].keys() == two["state_dict"].keys()
     for name, value in one["state_dict"].items():

@@ -5,6 +5,8 @@ times the contenders one after another in one process and reports their ratios.
 
 * :func:`compare`, :class:`BenchmarkTable`, :func:`time_callable`, :func:`peak_memory`: the
   helpers every chapter uses;
+* :func:`interleaved`: contenders called one after another, call by call, so that a burst of
+  noise from the rest of the machine hits all of them; it keeps every repetition (min, median);
 * :mod:`dyncore.bench.suite` (Chapter 7): every operator x backend x size, forward and
   forward+backward, with peak memory and the roofline bound (the cases come from the operators'
   specs, :func:`dyncore.opspec.bench_cases`); :mod:`dyncore.bench.results` saves them as CSV or
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import math
 import os
+import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +40,7 @@ class Timing:
     median: float  # seconds
     iqr: float  # seconds
     runs: int
+    min: float | None = None  # seconds: the fastest of the runs
 
 
 @dataclass
@@ -84,7 +90,7 @@ def time_callable(fn: Callable[[], object], name: str = "", min_run_time: float 
     timer = tb.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads(),
                      label=name)
     m = timer.blocked_autorange(min_run_time=min_run_time)
-    return Timing(name, m.median, m.iqr, len(m.times))
+    return Timing(name, m.median, m.iqr, len(m.times), min(m.times))
 
 
 def compare(fns: dict[str, Callable[[], object]], baseline: str | None = None,
@@ -100,6 +106,76 @@ def compare(fns: dict[str, Callable[[], object]], baseline: str | None = None,
             fn()
     timings = {name: time_callable(fn, name, min_run_time) for name, fn in fns.items()}
     return BenchmarkTable(timings, baseline, title)
+
+
+@dataclass
+class Spread:
+    """The per-call times (seconds) of one contender over the repetitions of :func:`interleaved`."""
+
+    name: str
+    times: list[float]
+    number: int  # calls averaged in each repetition
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def iqr(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        q = statistics.quantiles(self.times, n=4)
+        return q[2] - q[0]
+
+
+def _sync():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 15, warmup: int = 1,
+                min_sample: float = 2e-3) -> dict[str, Spread]:
+    """Time the callables interleaved: each repetition calls every one of them in turn.
+
+    On a shared machine the load changes from second to second; timing one contender for a
+    while and then the next lets a burst of noise fall on one of them only. Here repetition
+    ``i`` times ``fns`` one after another (in reverse order on odd ``i``, so neither always goes
+    first), so neighbouring samples of all contenders see the same machine, and the ratio of
+    their medians is robust to the noise. A callable faster than ``min_sample`` seconds is
+    called several times per sample (the same number in every repetition). ``warmup`` calls
+    first (JIT compilation, algorithm selection). Returns a :class:`Spread` per name.
+    """
+    if not fns:
+        raise ValueError("fns must name at least one callable")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int; got {repeats!r}")
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0; got {warmup!r}")
+    numbers = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        _sync()
+        start = time.perf_counter()
+        fn()
+        _sync()
+        once = time.perf_counter() - start
+        numbers[name] = max(1, math.ceil(min_sample / max(once, 1e-9)))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for i in range(repeats):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            fn, number = fns[name], numbers[name]
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            _sync()
+            times[name].append((time.perf_counter() - start) / number)
+    return {name: Spread(name, times[name], numbers[name]) for name in names}
 
 
 def _proc_status_bytes(key: str) -> int:
@@ -149,4 +225,4 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device = "cpu", wa
 # The suite (operators x backends x sizes, result files) and its command line, ``python -m
 # dyncore.bench``; imported last because it uses the helpers above.
 from .results import Results  # noqa: E402, F401  (re-exported)
-from .suite import available_operators, run  # noqa: E402, F401  (re-exported)
+from .suite import available_operators, run, versus_peer  # noqa: E402, F401  (re-exported)

@@ -6,6 +6,7 @@ Examples::
     python -m dyncore.bench --ops ddf,depthwise --backends numba,native --sizes 2x64x128x160 \\
         --mode forward,backward --out results/cpu.json
     python -m dyncore.bench --device cuda --out results/gpu-$(date +%F).json   # on a GPU machine
+    python -m dyncore.bench --versus-peer --ops ddf,dcm --sizes 2x64x128x160 --repeats 15
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import torch
 
 from .. import roofline
 from ..opspec import bench_cases
-from .suite import ALL_BACKENDS, MODES, available_operators, parse_size, run
+from .suite import ALL_BACKENDS, MODES, available_operators, parse_size, peer_table, run, versus_peer
 
 #: Sizes of the full run per device (the last one on a GPU is the paper's Table 2 input).
 DEFAULT_SIZES = {"cpu": "1x32x128x128,2x64x128x160", "cuda": "1x64x128x128,2x256x200x300"}
+#: Sizes of ``--versus-peer``: from the chapters' 2x64x128x160 up to DDF's Table 2 input. The
+#: operators with targets against their peer (``BenchCase.peer_targets``) run at all of them
+#: (where they fit in memory); the others (the dense convolutions) at the first only.
+PEER_SIZES = "2x64x128x160,2x128x160x240,2x256x200x300"
 QUICK_SIZE = "1x8x16x16"
 
 
@@ -102,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip measuring bandwidth and matmul peak (no fraction of bound)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: size {QUICK_SIZE}, short timings, quick roofline, one thread")
+    p.add_argument("--versus-peer", action="store_true",
+                   help="instead: our numba kernel against each operator's peer (what a PyTorch user "
+                        "would write: Inductor or oneDNN), interleaved call by call, after checking "
+                        "that they agree; prints min, median and the ratio of the medians")
+    p.add_argument("--repeats", type=_positive_int, default=15,
+                   help="repetitions of --versus-peer (default 15)")
     p.add_argument("--out", default=None, help="write results to this .csv or .json file")
     p.add_argument("--list", action="store_true", help="list operators and backends, then exit")
     return p
@@ -132,6 +143,35 @@ def main(argv=None) -> int:
     else:
         import contextlib
         context = contextlib.nullcontext()
+    if args.versus_peer:
+        if args.device != "cpu":
+            parser.error("--versus-peer: the peers are timed against the 'numba' kernels, on the CPU")
+        plan = [(ops, sizes)]
+        if args.sizes is None and not args.quick:  # the book's plan (PEER_SIZES)
+            peer_sizes = [parse_size(s) for s in PEER_SIZES.split(",")]
+            targets = {c.name for c in bench_cases() if c.peer_targets is not None}
+            plan = [([op for op in ops if op in targets], peer_sizes),
+                    ([op for op in ops if op not in targets], peer_sizes[:1])]
+        with context:
+            limits = None if args.no_roofline else roofline.measure_machine(args.device, dtype, quick=args.quick)
+            parts = [versus_peer(part_ops, part_sizes, args.kernel_sizes[0], args.mode, args.repeats,
+                                 dtype=dtype, progress=sys.stderr.isatty(), limits=limits,
+                                 max_bytes=None if args.max_memory is None else int(args.max_memory * 2**30))
+                     for part_ops, part_sizes in plan if part_ops]
+        results = parts[0]
+        for more in parts[1:]:
+            results.records += more.records
+            results.skipped += more.skipped
+            results.machine["fingerprints"] += " " + more.machine["fingerprints"]
+            results.machine["load_after"] = more.machine["load_after"]
+        print(peer_table(results))
+        print(f"threads: torch {results.machine['torch_threads']}, numba {results.machine['numba_threads']}; "
+              f"load average before {results.machine['load_before']}, after {results.machine['load_after']}")
+        for line in results.skipped:
+            print("skipped:", line, file=sys.stderr)
+        if args.out:
+            print("wrote", results.save(args.out), file=sys.stderr)
+        return 0
     with context:
         limits = None
         if not args.no_roofline:

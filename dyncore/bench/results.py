@@ -34,7 +34,8 @@ class Results:
     skipped: list[str] = field(default_factory=list)
 
     COLUMNS = ("op", "backend", "mode", "B", "C", "H", "W", "k", "dtype", "device", "median_s",
-               "iqr_s", "runs", "peak_bytes", "flops", "bytes", "bound_s", "fraction_of_bound")
+               "iqr_s", "runs", "peak_bytes", "flops", "bytes", "bound_s", "fraction_of_bound",
+               "min_s", "speedup_vs_peer", "load", "peer_name")
 
     def select(self, **where) -> list[dict]:
         """Records whose fields equal ``where`` (e.g. ``op="ddf", backend="numba"``)."""
@@ -126,7 +127,8 @@ def _parse_field(key, value):
         return None
     if key in ("B", "C", "H", "W", "k", "runs", "peak_bytes"):
         return int(float(value))
-    if key in ("median_s", "iqr_s", "flops", "bytes", "bound_s", "fraction_of_bound"):
+    if key in ("median_s", "iqr_s", "flops", "bytes", "bound_s", "fraction_of_bound", "min_s",
+               "speedup_vs_peer", "load"):
         return float(value)
     return value
 
@@ -140,7 +142,9 @@ def _json_default(value):
 def describe_machine(device: str = "cpu", limits: roofline.Machine | None = None) -> dict:
     """The machine description stored with every result file."""
     desc = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "device": str(device), "report": machine_report()}
+            "device": str(device), "report": machine_report(),
+            "torch_threads": torch.get_num_threads(), "numba_threads": _numba_threads(),
+            "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg())}
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         desc["device_name"] = torch.cuda.get_device_name(torch.device(device))
     else:
@@ -150,6 +154,11 @@ def describe_machine(device: str = "cpu", limits: roofline.Machine | None = None
                     triad_bandwidth_bytes_per_s=limits.triad_bandwidth,
                     peak_flops_per_s=limits.peak_flops, limits_dtype=limits.dtype, threads=limits.threads)
     return desc
+
+
+def _numba_threads() -> int:
+    import numba
+    return int(numba.get_num_threads())
 
 
 def machine_limits(results: Results) -> roofline.Machine | None:

@@ -96,6 +96,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, b
     ``stride`` and ``dilation`` are positive ints or pairs; ``padding`` a non-negative int or
     pair, or ``'valid'`` / ``'same'``. Chapter 1, eq-conv (Eq. 1 of LS-DFN and of DDF).
     """
+    x, weight, bias = V.autocast_inputs(x, weight, bias)
     V.check_tensor("x", x, 4, "(B, Cin, H, W)")
     V.check_tensor("weight", weight, 4, "(Cout, Cin/groups, kh, kw)")
     if bias is not None:

@@ -89,6 +89,9 @@ def error_inputs():
         case((x.long(), w.long(), b), g2, TypeError, "x must be float32 or float64", "integer x"),
         case((x.to(torch.complex128), w, b), g2, TypeError, "x must be float32 or float64.*complex", "complex x"),
         case((x, w.half(), b), g2, TypeError, "weight must be float32 or float64", "half weight"),
+        case((x.bfloat16(), w.bfloat16(), b.bfloat16()), g2, TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 x, every backend"),
+        case((x, w, b.bfloat16()), g2, TypeError, "bias must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 bias"),
+        case((x.half(), w.half(), b.half()), g2, TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.float16.*torch.autocast", "float16 x, every backend"),
         case((x, w.float(), b), g2, TypeError, "weight has dtype torch.float32 but x", "dtype mismatch"),
         case((x, w, b.float()), g2, TypeError, "bias has dtype", "bias dtype"),
         case((x[0], w, b), g2, ValueError, r"x must be a 4-D tensor \(B, Cin, H, W\); got a 3-D", "3-D x"),
@@ -176,12 +179,22 @@ def unfold_memory(cost):
     return memory
 
 
+def _conv_peer(groups):
+    """oneDNN's ``F.conv2d`` (the ``"native"`` row), as the peer of our kernels."""
+    call = _conv_call(groups)
+
+    def peer(k, x, w):
+        return call("native", k, x, w)
+    return peer
+
+
 BACKENDS = ("native", "numba", "torch", "cuda")
 BENCH = (
     BenchCase("conv2d", "dense C -> C convolution", BACKENDS, _conv_inputs, _conv_call(1), conv2d_cost,
-              unfold_memory(conv2d_cost)),
+              unfold_memory(conv2d_cost), peer=_conv_peer(1), peer_name="oneDNN: F.conv2d"),
     BenchCase("depthwise", "depthwise convolution (groups = C)", BACKENDS, _depthwise_inputs,
-              _conv_call(None), depthwise_conv2d_cost, unfold_memory(depthwise_conv2d_cost)),
+              _conv_call(None), depthwise_conv2d_cost, unfold_memory(depthwise_conv2d_cost),
+              peer=_conv_peer(None), peer_name="oneDNN: F.conv2d, groups = C"),
 )
 
 

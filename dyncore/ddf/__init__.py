@@ -11,7 +11,8 @@ record. The chapter's data and experiments are in :mod:`dyncore.experiments.ch06
 """
 
 from .functional import DDFFunction, ddf, tap_offsets
-from .modules import DDF, FILTERS, NORMALIZATIONS, DDFUp, branch_parameters, filter_norm, squeeze_width
+from .modules import (DDF, FILTERS, NORMALIZATIONS, DDFUp, branch_parameters, filter_norm, record_filters,
+                      squeeze_width)
 
 __all__ = ["DDF", "DDFFunction", "DDFUp", "FILTERS", "NORMALIZATIONS", "branch_parameters", "ddf",
-           "filter_norm", "squeeze_width", "tap_offsets"]
+           "filter_norm", "record_filters", "squeeze_width", "tap_offsets"]

@@ -110,6 +110,7 @@ def ddf(x, spatial, channel, *, kernel_size, dilation=1, stride=1, backend="auto
     are positive ints. ``backend``: ``"loops"``, ``"numba"``, ``"torch"``, ``"cuda"`` or
     ``"auto"`` (``"cuda"`` for CUDA tensors, ``"numba"`` otherwise).
     """
+    x, spatial, channel = V.autocast_inputs(x, spatial, channel)
     k, d, s, Ho, Wo = check_ddf_args(x, spatial, channel, kernel_size, dilation, stride)
     return dispatch(backend, (x, spatial, channel), (k, d, s), out_shape=(x.shape[0], x.shape[1], Ho, Wo),
                     loops=ddf_loops, vectorized=ddf_torch, kernels=KERNELS, op=OP)

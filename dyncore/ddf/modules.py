@@ -40,6 +40,7 @@ sub-pixel branch reading the guidance at its own high-resolution pixel.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -139,6 +140,19 @@ def _check_filter_norm_taps(kernel_size, normalization):
                          "normalization='sigmoid', 'batch' or 'none'")
 
 
+def _autocast_input(x):
+    """Under ``torch.autocast`` the layer computes in float32 (its operator does, see
+    :func:`dyncore.validation.autocast_inputs`), so a half-precision input, such as the output of an
+    autocast convolution before it, is first cast to float32."""
+    return V.autocast_inputs(x)[0]
+
+
+def _check_dtype(x, dtype):
+    if x.dtype != dtype and not V.autocasting(x):
+        raise TypeError(f"x has dtype {x.dtype} but the module's parameters have dtype {dtype}; "
+                        "convert one of them (e.g. module.double())")
+
+
 def _check_input(x, channels, name="x"):
     V.check_tensor(name, x, 4, "(B, C, H, W)")
     if x.shape[1] != channels:
@@ -151,8 +165,10 @@ class DDF(nn.Module):
     """The DDF module (Fig. 2b): ``DDF(channels, kernel_size=3, stride=1, dilation=1, se_ratio=0.2)``.
 
     ``forward(x)``: ``x: (B, channels, H, W)`` -> ``(B, channels, Ho, Wo)``,
-    ``Ho = (H - 1)//stride + 1``. After each call ``last_spatial`` ``(B, k*k, Ho, Wo)`` and
-    ``last_channel`` ``(B, channels, k*k)`` hold the (detached) filters it applied.
+    ``Ho = (H - 1)//stride + 1``. The filters it applies: :meth:`predict_filters` computes them
+    for an input, ``(spatial (B, k*k, Ho, Wo), channel (B, channels, k*k))``; :func:`record_filters`
+    collects those of every call inside a network. The module keeps no tensor of a call on
+    itself (so ``torch.compile`` and ``torch.export`` see a pure function).
 
     Keyword-only extras, for the paper's ablations and the chapter's experiments:
     ``filters`` (``"both"``, or ``"spatial"``/``"channel"`` alone with the other set to 1,
@@ -186,7 +202,7 @@ class DDF(nn.Module):
                                if filters in ("both", "channel") else None)
         self.norm = _FilterHead(C, k, normalization, spatial=self.spatial_branch is not None,
                                 channel=self.channel_branch is not None, **factory)
-        self.last_spatial = self.last_channel = None
+        self._recorders = []  # callbacks of record_filters (not tensors)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -223,13 +239,23 @@ class DDF(nn.Module):
             return x.new_ones(B, C, T)
         return self.norm.channel(self.channel_branch(x.mean(dim=(2, 3))))[:, 0]
 
-    def forward(self, x):
+    def predict_filters(self, x):
+        """The filters the layer applies to ``x``: ``spatial (B, k*k, Ho, Wo)`` and ``channel
+        (B, channels, k*k)``, normalized (ones for a branch the layer does not predict).
+        Differentiable; in training mode with ``normalization="batch"`` it updates the running
+        statistics, as a forward call does."""
+        x = _autocast_input(x)
         _check_input(x, self.channels)
-        if x.dtype != self.norm_dtype():
-            raise TypeError(f"x has dtype {x.dtype} but the module's parameters have dtype "
-                            f"{self.norm_dtype()}; convert one of them (e.g. module.double())")
+        _check_dtype(x, self.norm_dtype())
+        return self.spatial_filter(x), self.channel_filter(x)
+
+    def forward(self, x):
+        x = _autocast_input(x)
+        _check_input(x, self.channels)
+        _check_dtype(x, self.norm_dtype())
         spatial, channel = self.spatial_filter(x), self.channel_filter(x)
-        self.last_spatial, self.last_channel = spatial.detach(), channel.detach()
+        for record in self._recorders:
+            record(self, spatial, channel)
         return ddf(x, spatial, channel, kernel_size=self.kernel_size, dilation=self.dilation,
                    stride=self.stride, backend=self.backend)
 
@@ -271,6 +297,9 @@ class DDFUp(nn.Module):
     takes its ``joint_x`` at the *input* resolution (``H x W``, with the input's channels) and
     feeds the same guidance pixel to all ``scale**2`` branches.
 
+    :meth:`filters` computes the filters for an input; :func:`record_filters` collects those
+    of every call inside a network (the module keeps no tensor of a call on itself).
+
     Keyword-only extras: ``dilation``, ``se_ratio``, ``guidance_channels`` (default
     ``channels``), ``normalization``, ``backend``.
     """
@@ -307,7 +336,7 @@ class DDFUp(nn.Module):
         self.squeeze = nn.Linear(C, P * mid, **factory)
         self.excite = nn.Conv1d(P * mid, P * C * T, 1, groups=P, **factory)
         self.norm = _FilterHead(C, k, normalization, groups=P, **factory)
-        self.last_spatial = self.last_channel = None
+        self._recorders = []  # callbacks of record_filters (not tensors)
 
     def filters(self, x, guidance=None):
         """``spatial: (B, P, k*k, H, W)``, ``channel: (B, P, channels, k*k)``, ``P = scale**2``."""
@@ -325,11 +354,9 @@ class DDFUp(nn.Module):
         return spatial, channel
 
     def forward(self, x, guidance=None):
+        x, guidance = _autocast_input(x), _autocast_input(guidance)
         _check_input(x, self.channels)
-        dtype = self.spatial_branch.weight.dtype
-        if x.dtype != dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the module's parameters have dtype {dtype}; "
-                            "convert one of them (e.g. module.double())")
+        _check_dtype(x, self.spatial_branch.weight.dtype)
         B, C, H, W = x.shape
         s, P, k = self.scale, self.scale ** 2, self.kernel_size
         if self.guided:
@@ -348,7 +375,8 @@ class DDFUp(nn.Module):
             raise ValueError("guidance was given but the module has guided=False; "
                              "construct it with DDFUp(..., guided=True)")
         spatial, channel = self.filters(x, guidance)
-        self.last_spatial, self.last_channel = spatial.detach(), channel.detach()
+        for record in self._recorders:
+            record(self, spatial, channel)
         # the P branches as one batch of B*P images: (B, P, ...) -> (B*P, ...)
         xs = x[:, None].expand(B, P, C, H, W).reshape(B * P, C, H, W)
         out = ddf(xs, spatial.reshape(B * P, k * k, H, W), channel.reshape(B * P, C, k * k),
@@ -361,3 +389,28 @@ class DDFUp(nn.Module):
         return (f"{self.channels}, scale={self.scale}, kernel_size={self.kernel_size}, "
                 f"guided={self.guided}, dilation={self.dilation}, se_ratio={self.se_ratio}, "
                 f"normalization={self.normalization!r}, backend={self.backend!r}")
+
+
+@contextmanager
+def record_filters(model: nn.Module):
+    """Collect the filters every :class:`DDF` and :class:`DDFUp` layer of ``model`` applies.
+
+    ``with record_filters(model) as filters: model(x)``; afterwards ``filters[layer]`` is the pair
+    ``(spatial, channel)`` that ``layer`` applied in its last call inside the ``with`` block,
+    detached: ``(B, k*k, Ho, Wo)`` and ``(B, channels, k*k)`` for a DDF, ``(B, P, k*k, H, W)`` and
+    ``(B, P, channels, k*k)`` for a DDF-Up (``P = scale**2``). The tensors live in the dictionary,
+    not on the layers: outside the block the layers record nothing.
+    """
+    layers = [m for m in model.modules() if isinstance(m, (DDF, DDFUp))]
+    seen = {}
+
+    def record(layer, spatial, channel):
+        seen[layer] = (spatial.detach(), channel.detach())
+
+    for layer in layers:
+        layer._recorders.append(record)
+    try:
+        yield seen
+    finally:
+        for layer in layers:
+            layer._recorders.remove(record)

@@ -40,6 +40,9 @@ elements it writes (deterministic, no atomics):
 * ``dL/dchannel[b, c, t] = sum_{yo, xo} G[b, c, yo, xo] * spatial[b, t, yo, xo] * x[b, c, yo*s + oy_t, xo*s + ox_t]``:
   an iteration owns ``dL/dchannel[b, c, :]``; it accumulates per tap into a row of partial sums
   (vectorizable) and adds the row up at the end, in a fixed order (:func:`ddf_grad_channel_kernel`).
+* When both filter gradients are needed (training), :func:`ddf_grad_filters_kernel` computes them
+  in one sweep over ``G`` and ``x``. The input gradient has the forward's fast path for ``k = 3``
+  at stride 1 (a filter row of three taps per pass).
 """
 
 import math
@@ -52,8 +55,12 @@ from numba import njit, prange
 from ..autograd import KernelSet, numpy_view
 from ..geometry import valid_range
 
-#: Outputs at least this large are allocated in transparent huge pages (:func:`empty_output`).
-HUGE_PAGE_THRESHOLD = 8 << 20
+#: Outputs at least this large are allocated in transparent huge pages (:func:`empty_output`):
+#: glibc's largest threshold for serving an allocation by a fresh ``mmap`` (32 MiB on 64-bit
+#: Linux). Below it, once a block of that size has been freed, ``malloc`` reuses pages that are
+#: already mapped, and a fresh map (even of huge pages, which the OS must zero) costs more:
+#: at 2x64x128x160 (10 MiB) it made the DDF forward several times slower on two threads.
+HUGE_PAGE_THRESHOLD = 32 << 20
 
 
 def empty_output(shape, dtype) -> torch.Tensor:
@@ -68,7 +75,7 @@ def empty_output(shape, dtype) -> torch.Tensor:
     frees it when it is freed; its storage cannot be resized (``resize_``), like any tensor
     made with ``torch.frombuffer``.
     """
-    count = math.prod(shape)
+    count = math.prod(shape)  # (see HUGE_PAGE_THRESHOLD for why small tensors use torch.empty)
     nbytes = count * torch.empty((), dtype=dtype).element_size()
     if nbytes < HUGE_PAGE_THRESHOLD or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
@@ -174,6 +181,36 @@ def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
                     o[i] += w * sp[i] * xr[i]
 
 
+@njit(cache=True, inline="always")
+def _grad_edge3(row, go, s0, s1, s2, w0, w1, w2, xx, d, W):
+    """One input-gradient pixel of a 3-tap row, with the padding tests (the row's ends)."""
+    acc = row[xx]
+    if xx + d < W:
+        acc += w0 * go[xx + d] * s0[xx + d]
+    acc += w1 * go[xx] * s1[xx]
+    if xx - d >= 0:
+        acc += w2 * go[xx - d] * s2[xx - d]
+    row[xx] = acc
+
+
+@njit(cache=True, inline="always")
+def _grad_row3_stride1(row, go, s0, s1, s2, w0, w1, w2, d, W):
+    """``row[x] += w0*go*s0 at x + d + w1*go*s1 at x + w2*go*s2 at x - d``: the three taps of
+    one filter row read backwards, in one vectorized pass over the interior ``[d, W - d)``."""
+    lo = min(d, W)
+    hi = max(lo, W - d)
+    if hi > lo:
+        o = row[lo:hi]
+        gp, g0, gm = go[lo + d:hi + d], go[lo:hi], go[lo - d:hi - d]
+        a0, a1, a2 = s0[lo + d:hi + d], s1[lo:hi], s2[lo - d:hi - d]
+        for i in range(hi - lo):
+            o[i] += w0 * gp[i] * a0[i] + w1 * g0[i] * a1[i] + w2 * gm[i] * a2[i]
+    for xx in range(lo):
+        _grad_edge3(row, go, s0, s1, s2, w0, w1, w2, xx, d, W)
+    for xx in range(hi, W):
+        _grad_edge3(row, go, s0, s1, s2, w0, w1, w2, xx, d, W)
+
+
 @njit(parallel=True, cache=True)
 def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
     B, C, H, W = grad_x.shape
@@ -183,6 +220,16 @@ def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
         b, c, y = n // (C * H), (n // H) % C, n % H
         row = grad_x[b, c, y]
         row[:] = 0
+        if k == 3 and s == 1:  # as in the forward: a filter row of 3 taps per pass
+            for i in range(3):
+                yo = y - (i - 1) * d  # the output row whose filter row i read row y
+                if yo < 0 or yo >= Ho:
+                    continue
+                t = 3 * i
+                _grad_row3_stride1(row, grad_out[b, c, yo], spatial[b, t, yo], spatial[b, t + 1, yo],
+                                   spatial[b, t + 2, yo], channel[b, c, t], channel[b, c, t + 1],
+                                   channel[b, c, t + 2], d, W)
+            continue
         for t in range(k * k):
             oy, ox = (t // k - r) * d, (t % k - r) * d
             dy = y - oy  # flipped tap: the output row whose tap t read input row y
@@ -237,6 +284,65 @@ def ddf_grad_spatial_kernel(grad_out, x, channel, grad_spatial, k, d, s):
                     xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
                     for i in range(hi - lo):
                         g[i] += w * go[i] * xr[i]
+
+
+# fastmath "reassoc" lets LLVM split the row's dot product into SIMD lanes; the order it chooses
+# is fixed at compile time, so every run (and every thread count) gives the same bits.
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def ddf_grad_filters_kernel(grad_out, x, spatial, channel, grad_spatial, grad_channel, k, d, s):
+    """Both filter gradients in one sweep: the product ``G[b, c, yo, xo] * x[b, c, y, x]`` of
+    every channel and tap is formed once and feeds ``dL/dspatial`` (weighted by the channel
+    filter, summed over the channels) and ``dL/dchannel`` (weighted by the spatial filter,
+    summed over the row). An iteration owns the output row ``yo`` of image ``b``: its rows of
+    ``dL/dspatial``, and one partial sum per channel and tap of ``dL/dchannel``, which a second
+    loop adds up over the rows in a fixed order (deterministic, no atomics). ``G`` and ``x``
+    are read once, instead of once per gradient."""
+    B, C, H, W = x.shape
+    Ho, Wo = grad_out.shape[2], grad_out.shape[3]
+    r = (k - 1) // 2
+    T = k * k
+    rows = np.empty((B, Ho, C, T), dtype=grad_channel.dtype)  # per-row partial sums
+    for n in prange(B * Ho):
+        b, yo = n // Ho, n % Ho
+        for t in range(T):
+            grad_spatial[b, t, yo, :] = 0
+        part = rows[b, yo]
+        for c in range(C):
+            go_row = grad_out[b, c, yo]
+            for t in range(T):
+                part[c, t] = 0
+                oy, ox = (t // k - r) * d, (t % k - r) * d
+                y = yo * s + oy
+                if y < 0 or y >= H:
+                    continue  # a tap that read padding has no gradient
+                lo, hi = valid_range(Wo, W, s, ox)
+                if hi <= lo:
+                    continue
+                w = channel[b, c, t]
+                g = grad_spatial[b, t, yo, lo:hi]
+                go = go_row[lo:hi]
+                sp = spatial[b, t, yo, lo:hi]
+                acc = grad_channel.dtype.type(0)
+                if s == 1:
+                    xr = x[b, c, y, lo + ox:hi + ox]
+                    for i in range(hi - lo):
+                        p = go[i] * xr[i]
+                        g[i] += w * p
+                        acc += sp[i] * p
+                else:
+                    xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
+                    for i in range(hi - lo):
+                        p = go[i] * xr[i]
+                        g[i] += w * p
+                        acc += sp[i] * p
+                part[c, t] = acc
+    for n in prange(B * C):  # dL/dchannel: the rows' partial sums, added in row order
+        b, c = n // C, n % C
+        for t in range(T):
+            total = grad_channel.dtype.type(0)
+            for yo in range(Ho):
+                total += rows[b, yo, c, t]
+            grad_channel[b, c, t] = total
 
 
 @njit(parallel=True, cache=True)
@@ -308,11 +414,16 @@ def backward(config, grad_out, x, spatial, channel, needs):
         grad_x = empty_output(x.shape, x.dtype)
         ddf_grad_input_kernel(g, numpy_view(spatial), numpy_view(channel), grad_x.numpy(),
                               kernel_size, dilation, stride)
-    if need_spatial:
+    if need_spatial and need_channel:  # one sweep for both (ddf_grad_filters_kernel)
+        grad_spatial = torch.empty(spatial.shape, dtype=spatial.dtype)
+        grad_channel = torch.empty(channel.shape, dtype=channel.dtype)
+        ddf_grad_filters_kernel(g, numpy_view(x), numpy_view(spatial), numpy_view(channel),
+                                grad_spatial.numpy(), grad_channel.numpy(), kernel_size, dilation, stride)
+    elif need_spatial:
         grad_spatial = torch.empty(spatial.shape, dtype=spatial.dtype)
         ddf_grad_spatial_kernel(g, numpy_view(x), numpy_view(channel), grad_spatial.numpy(),
                                 kernel_size, dilation, stride)
-    if need_channel:
+    elif need_channel:
         grad_channel = torch.empty(channel.shape, dtype=channel.dtype)
         ddf_grad_channel_kernel(g, numpy_view(x), numpy_view(spatial), grad_channel.numpy(),
                                 kernel_size, dilation, stride)

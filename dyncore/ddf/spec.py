@@ -101,6 +101,9 @@ def error_inputs():
         case((x, sp, ch.to(torch.complex128)), {}, TypeError, "channel must be float32 or float64.*complex",
              "complex channel"),
         case((x.half(), sp, ch), {}, TypeError, "x must be float32 or float64", "half x"),
+        case((x.bfloat16(), sp.bfloat16(), ch.bfloat16()), {}, TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 x, every backend"),
+        case((x, sp, ch.bfloat16()), {}, TypeError, "channel must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 channel"),
+        case((x, sp.half(), ch), {}, TypeError, "spatial must be float32 or float64; got a floating-point tensor of dtype torch.float16.*torch.autocast", "float16 spatial"),
         case((x, sp.float(), ch), {}, TypeError, "spatial has dtype torch.float32 but x", "dtype mismatch spatial"),
         case((x, sp, ch.float()), {}, TypeError, "channel has dtype torch.float32 but x", "dtype mismatch channel"),
         case((x[0], sp, ch), {}, ValueError, r"x must be a 4-D tensor \(B, C, H, W\); got a 3-D", "3-D x"),
@@ -182,8 +185,23 @@ def _bench_memory(backend, B, C, H, W, k, mode, itemsize=4):
     return int(need * (3 if mode == "backward" else 1))
 
 
+def _bench_peer(k, x, spatial, channel):
+    """The equation as a PyTorch user writes it for ``torch.compile``: ``k*k`` shifted
+    multiply-adds of the zero-padded input, which Inductor fuses into one loop."""
+    H, W = x.shape[-2:]
+    r = (k - 1) // 2
+    xp = F.pad(x, (r, r, r, r))
+    out = 0
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        out = out + xp[:, :, i:i + H, j:j + W] * spatial[:, t:t + 1] * channel[:, :, t, None, None]
+    return out
+
+
 BENCH = BenchCase("ddf", "DDF ddf (spatial x channel filter)", ("numba", "torch", "cuda"),
-                  _bench_inputs, _bench_call, ddf_cost, _bench_memory)
+                  _bench_inputs, _bench_call, ddf_cost, _bench_memory,
+                  peer=_bench_peer, peer_name="Inductor: k*k shifted multiply-adds", peer_compiled=True,
+                  peer_targets=(1.5, 2.0))
 
 
 # ----------------------------------------------------------------------------- the layer

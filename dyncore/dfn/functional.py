@@ -59,6 +59,7 @@ def dynamic_filter(x, filters, *, kernel_size, dilation=1, backend="auto"):
     is ``"loops"``, ``"numba"``, ``"torch"``, ``"cuda"`` or ``"auto"`` (``"cuda"`` for CUDA
     tensors, ``"numba"`` otherwise).
     """
+    x, filters = V.autocast_inputs(x, filters)
     V.check_tensor("x", x, 4, "(B, C, H, W)")
     V.check_tensor("filters", filters, 4, "(B, k*k, H, W)")
     k = V.check_kernel_size("kernel_size", kernel_size)

@@ -78,6 +78,7 @@ class DynamicFilterLayer(nn.Module):
 
     def predict_filters(self, guidance: torch.Tensor) -> torch.Tensor:
         """The filter-generating branch: ``guidance (B, guidance_channels, H, W) -> (B, k*k, H, W)``."""
+        (guidance,) = V.autocast_inputs(guidance)
         V.check_tensor("guidance", guidance, 4, "(B, guidance_channels, H, W)")
         if guidance.shape[1] != self.guidance_channels:
             raise ValueError(f"guidance must have {self.guidance_channels} channels (guidance_channels); "
@@ -86,6 +87,7 @@ class DynamicFilterLayer(nn.Module):
         return filters.softmax(dim=1) if self.normalization == "softmax" else filters
 
     def forward(self, x: torch.Tensor, guidance: torch.Tensor | None = None) -> torch.Tensor:
+        x, guidance = V.autocast_inputs(x, guidance)  # under torch.autocast: computes in float32
         V.check_tensor("x", x, 4, "(B, in_channels, H, W)")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have {self.in_channels} channels (in_channels); "

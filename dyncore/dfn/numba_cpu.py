@@ -83,10 +83,12 @@ def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
             if ys < 0 or ys >= H:
                 continue
             lo, hi = valid_range(W, W, 1, ox)
+            g = g_row[lo:hi]
             for c in range(C):  # eq-dfn-grad-filters: the filter is shared, so sum the channels
-                go_row, x_row = grad_out[b, c, y], x[b, c, ys]
-                for xx in range(lo, hi):
-                    g_row[xx] += go_row[xx] * x_row[xx + ox]
+                # zero-based views, as in the forward: LLVM vectorizes the loop
+                go, xr = grad_out[b, c, y, lo:hi], x[b, c, ys, lo + ox:hi + ox]
+                for i in range(hi - lo):
+                    g[i] += go[i] * xr[i]
 
 
 @njit(parallel=True, cache=True)
@@ -103,9 +105,12 @@ def dynamic_filter_grad_input_kernel(grad_out, filters, grad_x, k, d):
             if yo < 0 or yo >= H:
                 continue
             lo, hi = valid_range(W, W, 1, -ox)
-            go_row, f_row = grad_out[b, c, yo], filters[b, t, yo]
-            for xx in range(lo, hi):
-                row[xx] += go_row[xx - ox] * f_row[xx - ox]
+            if hi <= lo:
+                continue
+            g = row[lo:hi]  # zero-based views, as in the forward: LLVM vectorizes the loop
+            go, fr = grad_out[b, c, yo, lo - ox:hi - ox], filters[b, t, yo, lo - ox:hi - ox]
+            for i in range(hi - lo):
+                g[i] += go[i] * fr[i]
 
 
 def forward(config, x, filters):

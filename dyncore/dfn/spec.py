@@ -82,6 +82,8 @@ def error_inputs():
         case((x, f > 0), {}, TypeError, "filters must be float32 or float64", "bool filters"),
         case((x.to(torch.complex128), f), {}, TypeError, "x must be float32 or float64.*complex", "complex x"),
         case((x, f.half()), {}, TypeError, "filters must be float32 or float64", "half filters"),
+        case((x.bfloat16(), f.bfloat16()), {}, TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 x, every backend"),
+        case((x, f.bfloat16()), {}, TypeError, "filters must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 filters"),
         case((x, f.float()), {}, TypeError, "filters has dtype torch.float32 but x", "dtype mismatch"),
         case((x[0], f), {}, ValueError, r"x must be a 4-D tensor \(B, C, H, W\); got a 3-D", "3-D x"),
         case((x, f[None]), {}, ValueError, r"filters must be a 4-D tensor \(B, k\*k, H, W\)", "5-D filters"),
@@ -132,8 +134,23 @@ def _bench_call(backend, k, x, filters):
     return dynamic_filter(x, filters, kernel_size=k, backend=backend)
 
 
+def _bench_peer(k, x, filters):
+    """The equation as a PyTorch user writes it for ``torch.compile``: ``k*k`` shifted
+    multiply-adds of the zero-padded input, which Inductor fuses into one loop."""
+    H, W = x.shape[-2:]
+    r = (k - 1) // 2
+    xp = F.pad(x, (r, r, r, r))
+    out = 0
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        out = out + xp[:, :, i:i + H, j:j + W] * filters[:, t:t + 1]
+    return out
+
+
 BENCH = BenchCase("dfn", "DFN dynamic_filter (per-pixel filter shared by channels)", ("numba", "torch", "cuda"),
-                  _bench_inputs, _bench_call, dynamic_filter_cost, unfold_memory(dynamic_filter_cost))
+                  _bench_inputs, _bench_call, dynamic_filter_cost, unfold_memory(dynamic_filter_cost),
+                  peer=_bench_peer, peer_name="Inductor: k*k shifted multiply-adds", peer_compiled=True,
+                  peer_targets=(1.5, 2.0))
 
 
 # ----------------------------------------------------------------------------- the layer

@@ -61,6 +61,7 @@ def context_filter(x, filters, *, backend="auto"):
     ``backend``: ``"loops"``, ``"numba"``, ``"torch"`` (the groups trick), ``"cuda"`` or
     ``"auto"`` (``"cuda"`` for CUDA tensors, ``"numba"`` otherwise).
     """
+    x, filters = V.autocast_inputs(x, filters)
     _check_context_filter_args(x, filters)
     return dispatch(backend, (x, filters), (), out_shape=tuple(x.shape),
                     loops=context_filter_loops, vectorized=context_filter_torch,

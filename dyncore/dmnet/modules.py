@@ -31,10 +31,14 @@ __all__ = ["conv_bn_relu", "ConcatHead", "DCM", "DMHead", "InceptionBranch", "AS
            "InceptionHead", "ASPPHead"]
 
 
-def _check_input(x, in_channels: int) -> None:
+def _check_input(x, in_channels: int) -> torch.Tensor:
+    """``x`` checked; under ``torch.autocast`` a half-precision ``x`` first becomes float32 (the
+    heads' operators compute in float32 there)."""
+    (x,) = V.autocast_inputs(x)
     V.check_tensor("x", x, 4, "(B, C, H, W)")
     if x.shape[1] != in_channels:
         raise ValueError(f"x must have in_channels = {in_channels} channels; got x of shape {tuple(x.shape)}")
+    return x
 
 
 def conv_bn_relu(in_channels, out_channels, kernel_size, dilation=1, groups=1, *, device=None,
@@ -66,7 +70,7 @@ class ConcatHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1, device=device, dtype=dtype)
 
     def forward(self, x):
-        _check_input(x, self.in_channels)
+        x = _check_input(x, self.in_channels)
         features = torch.cat([x] + [branch(x) for branch in self.branches], dim=1)
         return self.classifier(self.bottleneck(features))
 
@@ -117,7 +121,7 @@ class DCM(nn.Module):
         return self.weight.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
 
     def forward(self, x):
-        _check_input(x, self.in_channels)
+        x = _check_input(x, self.in_channels)
         h = context_filter(self.reduce(x), self.filters(x), backend=self.backend)
         return self.fuse(self.norm(h))
 

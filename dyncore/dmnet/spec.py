@@ -73,6 +73,8 @@ def error_inputs():
         case((x.long(), f.long()), TypeError, "x must be float32 or float64", "integer x"),
         case((x, f.to(torch.complex128)), TypeError, "filters must be float32 or float64.*complex", "complex filters"),
         case((x, f.half()), TypeError, "filters must be float32 or float64", "half filters"),
+        case((x.bfloat16(), f.bfloat16()), TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 x, every backend"),
+        case((x, f.bfloat16()), TypeError, "filters must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 filters"),
         case((x > 0, f), TypeError, "x must be float32 or float64", "bool x"),
         case((x, f.float()), TypeError, "filters has dtype torch.float32 but x", "dtype mismatch"),
         case((x[0], f), ValueError, r"x must be a 4-D tensor \(B, C, H, W\); got a 3-D", "3-D x"),
@@ -121,8 +123,18 @@ def _bench_memory(backend, B, C, H, W, k, mode, itemsize=4):
     return int(need * (3 if mode == "backward" else 1))
 
 
+def _bench_peer(k, x, filters):
+    """The groups trick on oneDNN: the batch folded into the channels, one depthwise
+    ``F.conv2d`` with ``groups = B*C``."""
+    B, C, H, W = x.shape
+    out = F.conv2d(x.reshape(1, B * C, H, W), filters.reshape(B * C, 1, k, k), padding=(k - 1) // 2,
+                   groups=B * C)
+    return out.view(B, C, H, W)
+
+
 BENCH = BenchCase("dcm", "DMNet context_filter (depthwise filter per image)", ("numba", "torch", "cuda"),
-                  _bench_inputs, _bench_call, context_filter_cost, _bench_memory)
+                  _bench_inputs, _bench_call, context_filter_cost, _bench_memory,
+                  peer=_bench_peer, peer_name="oneDNN: F.conv2d, groups = B*C", peer_targets=(1.0, 1.5))
 
 
 # ----------------------------------------------------------------------------- the layer

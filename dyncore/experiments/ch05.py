@@ -53,6 +53,7 @@ from torch import nn
 
 from .. import validation as V
 from ..pad import PADStack, adaptive_dilation_conv, dilation_variance, expected_dilation
+from ..pad.modules import record_gates
 from ..training import train_steps
 from ..utils import count_parameters  # noqa: F401  (the chapter calls it from here)
 from .metrics import mean_iou
@@ -249,9 +250,10 @@ def evaluate_segmenter(model: nn.Module, data: StripeData, batch_size: int = 128
     preds, stats = [], {"priors": []}
     body = body_of(model)
     for start in range(0, len(data.images), batch_size):
-        preds.append(model(data.images[start:start + batch_size].to(device)).argmax(1).cpu())
+        with record_gates(model) as seen:
+            preds.append(model(data.images[start:start + batch_size].to(device)).argmax(1).cpu())
         if isinstance(body, PADStack):
-            stats["priors"].append([h.cpu() for h in body.priors()])
+            stats["priors"].append([seen[layer][0].cpu() for layer in body.layers])
     pred = torch.cat(preds)
     correct = (pred == data.labels).float()
     result = {"miou": mean_iou(pred, data.labels, int(data.labels.max()) + 1), "accuracy": correct.mean().item(),

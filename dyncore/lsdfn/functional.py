@@ -71,6 +71,8 @@ def large_sampling_filter(x, U, V, sample_attention, position_attention, *, kern
     centred at offset ``((a - (s-1)//2) * g, (b' - (s-1)//2) * g)``, ``g = sample_stride``.
     Zero outside the image, for ``x`` and for ``position_attention``. Returns ``(B, Co, H, W)``.
     """
+    x, U, V, sample_attention, position_attention = Val.autocast_inputs(
+        x, U, V, sample_attention, position_attention)
     config = _check_arguments(x, U, V, sample_attention, position_attention, kernel_size,
                               samples, sample_stride)
     B, _, H, W = x.shape

@@ -78,6 +78,7 @@ class LSDFN(nn.Module):
         return x, U, V, a_sam / (s * s), a_pos
 
     def forward(self, inputs):
+        (inputs,) = Val.autocast_inputs(inputs)  # under torch.autocast: computes in float32
         Val.check_tensor("inputs", inputs, 4, "(B, in_channels, H, W)")
         if inputs.shape[1] != self.in_channels:
             raise ValueError(f"inputs must have in_channels={self.in_channels} channels; "

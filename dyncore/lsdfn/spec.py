@@ -93,6 +93,9 @@ def error_inputs():
         case((x, U.numpy(), V, SA, PA), TypeError, "U must be a torch.Tensor", "U numpy"),
         case((x.long(), U, V, SA, PA), TypeError, "x must be float32 or float64", "integer x"),
         case((x, U, V.to(torch.complex128), SA, PA), TypeError, "V must be float32 or float64", "complex V"),
+        case(tuple(t.bfloat16() for t in (x, U, V, SA, PA)), TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 x, every backend"),
+        case((x, U, V, SA, PA.bfloat16()), TypeError, "position_attention must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 position_attention"),
+        case((x, U.half(), V, SA, PA), TypeError, "U must be float32 or float64; got a floating-point tensor of dtype torch.float16.*torch.autocast", "float16 U"),
         case((x, U, V, SA.float(), PA), TypeError, "sample_attention has dtype torch.float32 but x", "dtype mismatch"),
         case((x[0], U, V, SA, PA), ValueError, r"x must be a 4-D tensor \(B, C, H, W\)", "3-D x"),
         case((x, U[0], V, SA, PA), ValueError, r"U must be a 5-D tensor \(B, Co, C, H, W\)", "4-D U"),
@@ -173,9 +176,34 @@ def _bench_memory(backend, B, C, H, W, k, mode, itemsize=4):
     return int(need * (3 if mode == "backward" else 1))
 
 
+def _bench_peer(k, x, U, V, a_sam, a_pos):
+    """Eq. 4-5 as a PyTorch user writes them for ``torch.compile`` (sample stride 1): for each
+    sample, the centre tap's channel sum ``sum_u U x`` and the ``V`` taps on the channel-sum map
+    ``S`` (what ``sum_u W x`` reduces to when ``V`` is shared by the channels), shifted slices
+    that Inductor fuses."""
+    H, W = x.shape[-2:]
+    s, r = BENCH_SAMPLES, (k - 1) // 2
+    rs = (s - 1) // 2
+    S = F.pad(x.sum(1, keepdim=True), (r + rs,) * 4)
+    xq, pa = F.pad(x, (rs,) * 4), F.pad(a_pos, (rs,) * 4)
+    centre = k * k // 2
+    out = 0
+    for m in range(s * s):
+        my, mx = divmod(m, s)
+        inner = ((U * xq[:, None, :, my:my + H, mx:mx + W]).sum(2)
+                 * pa[:, :, centre, my:my + H, mx:mx + W])
+        for t in range(k * k):
+            ty, tx = divmod(t, k)
+            inner = inner + (pa[:, :, t, my:my + H, mx:mx + W] * V[:, :, t]
+                             * S[:, :, my + ty:my + ty + H, mx + tx:mx + tx + W])
+        out = out + a_sam[:, :, m] * inner
+    return out
+
+
 BENCH = BenchCase("lsdfn", f"LS-DFN large_sampling_filter (Co = C, samples = {BENCH_SAMPLES})",
                   ("numba", "torch", "cuda"), _bench_inputs, _bench_call, large_sampling_filter_cost,
-                  _bench_memory)
+                  _bench_memory, peer=_bench_peer, peer_name="Inductor: shifted multiply-adds per sample",
+                  peer_compiled=True, peer_targets=(1.5, 2.0))
 
 
 # ----------------------------------------------------------------------------- the layer

@@ -10,7 +10,7 @@ are in :mod:`dyncore.experiments.ch05`.
 """
 
 from .functional import AdaptiveDilationConvFunction, adaptive_dilation_conv, check_dilations
-from .modules import AGGREGATIONS, PADConv2d, PADStack, dilation_variance, expected_dilation, gates_from_priors
+from .modules import AGGREGATIONS, PADConv2d, PADStack, dilation_variance, expected_dilation, gates_from_priors, record_gates
 
 __all__ = [
     "adaptive_dilation_conv",
@@ -22,4 +22,5 @@ __all__ = [
     "gates_from_priors",
     "expected_dilation",
     "dilation_variance",
+    "record_gates",
 ]

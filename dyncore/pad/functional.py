@@ -61,6 +61,7 @@ def adaptive_dilation_conv(x, weight, bias, gates, *, dilations, backend="auto")
     one-hot gates cost one convolution per pixel; the gradient of the gates still uses every
     dilation's response.
     """
+    x, weight, bias, gates = V.autocast_inputs(x, weight, bias, gates)
     V.check_tensor("x", x, 4, "(B, Cin, H, W)")
     V.check_tensor("weight", weight, 4, "(Cout, Cin, k, k)")
     if bias is not None:

@@ -22,6 +22,7 @@ A :class:`PADConv2d` layer ``l`` (Chapter 5, eq-pad-markov, eq-pad-recurrent, eq
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +95,8 @@ class PADConv2d(nn.Module):
     ``x: (B, in_channels, H, W)``; ``prior`` is the previous PAD layer's hidden priors
     ``h^{l-1}: (B, D, H, W)`` (``None`` = zeros; ignored by ``"markov"``). Returns the output
     ``(B, out_channels, H, W)``, and the layer's own priors ``h^l`` too when ``return_prior``.
-    After each call ``last_prior`` and ``last_gates`` hold (detached) ``h^l`` and the gates.
+    :func:`record_gates` collects the priors and gates of each call; the layer keeps no tensor
+    of a call on itself (so ``torch.compile`` and ``torch.export`` see a pure function).
 
     Keyword-only extras: ``bias``, ``prior_activation`` (``f`` of the paper's Eq. 3-4: ``"identity"``, the
     default, or ``"tanh"``) and ``backend`` of :func:`~dyncore.pad.adaptive_dilation_conv`.
@@ -128,7 +130,7 @@ class PADConv2d(nn.Module):
                                if aggregation == "gated" else None)
         self.mix_from_prior = (nn.Conv2d(D, D, 1, bias=False, **factory)              # W_a
                                if aggregation == "gated" else None)
-        self.last_prior = self.last_gates = None
+        self._recorders = []  # callbacks of record_gates (not tensors)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -165,11 +167,12 @@ class PADConv2d(nn.Module):
         return gates_from_priors(prior, self.tau, self.hard, sample=self.training)
 
     def forward(self, x, prior=None, return_prior=False):
+        x, prior = V.autocast_inputs(x, prior)  # under torch.autocast: computes in float32
         V.check_tensor("x", x, 4, "(B, Cin, H, W)")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have in_channels = {self.in_channels} channels "
                              f"(B, Cin, H, W); got shape {tuple(x.shape)}")
-        if x.dtype != self.weight.dtype:
+        if x.dtype != self.weight.dtype and not V.autocasting(x):
             raise TypeError(f"x has dtype {x.dtype} but the layer's parameters have dtype "
                             f"{self.weight.dtype}; convert one of them (e.g. layer.double())")
         D = len(self.dilations)
@@ -183,7 +186,8 @@ class PADConv2d(nn.Module):
         gates = self.gates(h)
         out = adaptive_dilation_conv(x, self.weight, self.bias, gates, dilations=self.dilations,
                                      backend=self.backend)
-        self.last_prior, self.last_gates = h.detach(), gates.detach()
+        for record in self._recorders:
+            record(self, h, gates)
         return (out, h) if return_prior else out
 
     def extra_repr(self):
@@ -196,7 +200,7 @@ class PADStack(nn.Module):
     """``depth`` :class:`PADConv2d` layers ``channels -> channels``, each followed by a ReLU,
     each passing its hidden priors to the next (the aggregation of Chapter 5, eq-pad-markov, eq-pad-recurrent, eq-pad-gated).
 
-    After a call, :meth:`gates` and :meth:`priors` list each layer's (detached) gates and priors.
+    :func:`record_gates` collects each layer's priors and gates of a call.
     """
 
     def __init__(self, channels, depth=3, kernel_size=3, dilations=(1, 2, 4), tau=1.0, hard=False,
@@ -229,8 +233,27 @@ class PADStack(nn.Module):
             x = F.relu(x)
         return x
 
-    def gates(self):
-        return [layer.last_gates for layer in self.layers]
 
-    def priors(self):
-        return [layer.last_prior for layer in self.layers]
+@contextmanager
+def record_gates(model: nn.Module):
+    """Collect the hidden priors and gates of every :class:`PADConv2d` layer of ``model``.
+
+    ``with record_gates(model) as seen: model(x)``; afterwards ``seen[layer]`` is the pair
+    ``(prior, gates)``, both ``(B, D, H, W)`` and detached, of ``layer``'s last call inside the
+    ``with`` block: ``h^l`` and the gates it applied (in training mode the Gumbel sample it
+    drew). The tensors live in the dictionary, not on the layers: outside the block the layers
+    record nothing.
+    """
+    layers = [m for m in model.modules() if isinstance(m, PADConv2d)]
+    seen = {}
+
+    def record(layer, prior, gates):
+        seen[layer] = (prior.detach(), gates.detach())
+
+    for layer in layers:
+        layer._recorders.append(record)
+    try:
+        yield seen
+    finally:
+        for layer in layers:
+            layer._recorders.remove(record)

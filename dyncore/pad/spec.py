@@ -81,6 +81,10 @@ def error_inputs():
         case((x, w, b, g.numpy()), TypeError, "gates must be a torch.Tensor", "gates is numpy"),
         case((x.long(), w, b, g), TypeError, "x must be float32 or float64", "integer x"),
         case((x, w, b, g > 0), TypeError, "gates must be float32 or float64", "bool gates"),
+        case((x.bfloat16(), w.bfloat16(), b.bfloat16(), g.bfloat16()), TypeError, "x must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast",
+             "bfloat16 x, every backend"),
+        case((x, w, b, g.bfloat16()), TypeError, "gates must be float32 or float64; got a floating-point tensor of dtype torch.bfloat16.*torch.autocast", "bfloat16 gates"),
+        case((x, w.half(), b, g), TypeError, "weight must be float32 or float64; got a floating-point tensor of dtype torch.float16.*torch.autocast", "float16 weight"),
         case((x, w.to(torch.complex128), b, g), TypeError, "weight must be float32 or float64.*complex",
              "complex weight"),
         case((x, w, b, g.float()), TypeError, "gates has dtype torch.float32 but x", "gates dtype"),
@@ -157,8 +161,18 @@ def _bench_memory(backend, B, C, H, W, k, mode, itemsize=4):
     return int(need * (3 if mode == "backward" else 1))
 
 
+def _bench_peer(k, x, w, b, gates):
+    """The gated sum of ``D`` oneDNN convolutions, one per dilation, and the bias."""
+    r = (k - 1) // 2
+    out = b.view(1, -1, 1, 1)
+    for i, dil in enumerate(PAD_DILATIONS):
+        out = out + gates[:, i:i + 1] * F.conv2d(x, w, padding=dil * r, dilation=dil)
+    return out
+
+
 BENCH = BenchCase("pad", f"PAD adaptive_dilation_conv (soft gates, dilations {PAD_DILATIONS})",
-                  ("numba", "torch", "cuda"), _bench_inputs, _bench_call, adaptive_dilation_conv_cost, _bench_memory)
+                  ("numba", "torch", "cuda"), _bench_inputs, _bench_call, adaptive_dilation_conv_cost, _bench_memory,
+                  peer=_bench_peer, peer_name=f"oneDNN: {len(PAD_DILATIONS)} F.conv2d, gated")
 
 
 # ----------------------------------------------------------------------------- the layer
