@@ -117,9 +117,11 @@ test-book: setup
 # The book's source folder is the repository root, so that chapters/ and exercises/ are in it;
 # the configuration lives in book/. (Absolute paths: jupyter-book 1.0.4 rejects a relative
 # --toc.) --all: every page is re-read, so every notebook is executed with the current dyncore.
+# The first failing notebook stops the build, with its name and the failing cell
+# (nb_execution_raise_on_error in book/_config.yml; no --keep-going).
 book: setup
 	$(BIN)/jupyter-book build . --config '$(CURDIR)'/book/_config.yml \
-		--toc '$(CURDIR)'/book/_toc.yml --path-output $(BOOK_OUT) --all -W --keep-going
+		--toc '$(CURDIR)'/book/_toc.yml --path-output $(BOOK_OUT) --all -W
 	echo "The book: $(BOOK_OUT)/_build/html/index.html"
 
 # The chapters' experiments, recorded in results/experiments/ (python -m dyncore.experiments).

@@ -1,4 +1,4 @@
-"""Open chapters in JupyterLab in a real (headless) browser, as a reader would, and report what
+r"""Open chapters in JupyterLab in a real (headless) browser, as a reader would, and report what
 renders: ``python book/check_in_browser.py [chapters/02_dynamic_filters.md ...]``.
 
 It starts this environment's JupyterLab (the one ``make lab`` starts, with the settings ``make
@@ -11,6 +11,13 @@ role or directive shows raw, no formula rendered, or the news question appears.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install chromium chromium-driver``)
 and the ``browser`` extra (``.venv/bin/pip install -e '.[browser]'``). CI does not run it.
+
+``--book build/book/_build/html [chapters/02_dynamic_filters.html ...]`` checks the built HTML
+book instead, opened from disk with every host name unresolvable (the network off): how many
+formulas MathJax typeset, whether raw TeX (``\(``) is left, whether any page loads a script or
+style sheet from the network, and whether the hint dropdowns start closed; a screenshot of each
+page goes to ``build/browser/book-*.png``. It exits non-zero on raw TeX, a remote script or an
+open hint.
 """
 
 from __future__ import annotations
@@ -99,6 +106,11 @@ def check_chapter(driver, base: str, token: str, path: str, settle: float) -> di
         "markdown_cells_shown": len(cells),
         "formulas": len(driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .katex, .jp-Notebook mjx-container")),
         "raw_roles": {m: text.count(m) for m in RAW_MARKERS if m in text},
+        # jupyterlab-myst draws a dropdown admonition as a <details> element, closed until clicked
+        "dropdowns": len(driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-MarkdownCell details")),
+        "dropdowns_open": len(driver.find_elements(By.CSS_SELECTOR, ".jp-Notebook .jp-MarkdownCell details[open]")),
+        "citation_links": len(driver.find_elements(
+            By.CSS_SELECTOR, ".jp-Notebook .jp-MarkdownCell a[href*='references.md#']")),
         "opened_modified": bool(tab) and "jp-mod-dirty" in (tab[0].get_attribute("class") or ""),
         "news_question": "news" in driver.find_element(By.TAG_NAME, "body").text.lower()
                          and bool(driver.find_elements(By.CSS_SELECTOR, ".jp-Notification-Toast")),
@@ -106,12 +118,65 @@ def check_chapter(driver, base: str, token: str, path: str, settle: float) -> di
     }
 
 
+def check_book_page(driver, html_root: pathlib.Path, page: str, settle: float) -> dict:
+    """Open one page of the built HTML book from disk, with every host name unresolvable."""
+    from selenium.webdriver.common.by import By
+
+    driver.get((html_root / page).resolve().as_uri())
+    time.sleep(settle)
+    shot = OUT / ("book-" + page.replace("/", "-").removesuffix(".html") + ".png")
+    body = driver.find_element(By.TAG_NAME, "body").text
+    remote = [e.get_attribute("src") or e.get_attribute("href")
+              for e in driver.find_elements(By.CSS_SELECTOR, "script[src], link[rel=stylesheet]")]
+    remote = [u for u in remote if u and u.startswith(("http:", "https:", "//"))]
+    hints = driver.find_elements(By.CSS_SELECTOR, ".admonition.dropdown")
+    shown = [h for h in hints if any(e.is_displayed() for e in h.find_elements(By.XPATH, "./*[position() > 1]"))]
+    if hints:
+        driver.execute_script("arguments[0].scrollIntoView()", hints[0])
+        time.sleep(0.5)
+    driver.save_screenshot(str(shot))
+    return {
+        "page": page,
+        "formulas": len(driver.find_elements(By.CSS_SELECTOR, "mjx-container")),
+        "raw_tex": body.count("\\(") + body.count("\\["),
+        "remote_scripts_or_styles": remote,
+        "dropdowns": len(hints),
+        "dropdowns_shown_open": len(shown),
+        "screenshot": str(shot.relative_to(ROOT)) if shot.is_relative_to(ROOT) else str(shot),
+    }
+
+
+def check_book(html_root: pathlib.Path, pages: list[str], settle: float) -> bool:
+    """The built book offline: math typeset by the bundled MathJax, no remote script or style,
+    hints closed. Returns whether every page passed."""
+    global CHROME_FLAGS
+    CHROME_FLAGS = CHROME_FLAGS + ("--host-resolver-rules=MAP * ~NOTFOUND",)  # the network is off
+    driver = browser()
+    failed = False
+    try:
+        for page in pages:
+            r = check_book_page(driver, html_root, page, settle)
+            bad = r["raw_tex"] > 0 or bool(r["remote_scripts_or_styles"]) or r["dropdowns_shown_open"] > 0
+            failed |= bad
+            print(("FAIL " if bad else "ok   ") + ", ".join(f"{k}={v}" for k, v in r.items()))
+    finally:
+        driver.quit()
+    return not failed
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("chapters", nargs="*", default=["chapters/02_dynamic_filters.md", "chapters/06_ddf.md"])
     p.add_argument("--settle", type=float, default=8.0, help="seconds to let a notebook render (default 8)")
+    p.add_argument("--book", type=pathlib.Path, metavar="HTML_DIR",
+                   help="instead, open pages of the built HTML book (e.g. build/book/_build/html) offline; "
+                        "the positional arguments are then pages relative to it")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.book:
+        pages = [c for c in args.chapters if c.endswith(".html")] or [
+            "book/intro.html", "chapters/02_dynamic_filters.html", "exercises/01_convolution.html"]
+        return 0 if check_book(args.book, pages, args.settle) else 1
     token = secrets.token_hex(8)
     failed = False
     with jupyterlab(free_port(), token) as base:
@@ -119,7 +184,7 @@ def main(argv=None) -> int:
         try:
             for chapter in args.chapters:
                 r = check_chapter(driver, base, token, chapter, args.settle)
-                bad = bool(r["raw_roles"]) or r["formulas"] == 0 or r["news_question"]
+                bad = bool(r["raw_roles"]) or r["formulas"] == 0 or r["news_question"] or r["dropdowns_open"] > 0
                 failed |= bad
                 print(("FAIL " if bad else "ok   ") + ", ".join(f"{k}={v}" for k, v in r.items()))
         finally:

@@ -321,9 +321,10 @@ class Canvas:
 
 def book_map() -> str:
     """Preface: chapters -> operators -> modules -> what each chapter trains; the backends."""
-    c = Canvas(592, "Map of the book",
+    c = Canvas(648, "Map of the book",
                "Each method chapter takes one operator from its paper's equation to four backends, "
-               "wraps it in a module and trains a small model with it; Chapter 7 compares all.")
+               "wraps it in a module and trains a small model with it; Chapter 7 compares all, "
+               "Chapter 8 takes them into a PyTorch training stack.")
     cols = {"chapter": 74, "operator": 259, "module": 464, "model": 643}
     heads = {"chapter": "chapter", "operator": "operator (kernels)", "module": "module (layer)",
              "model": "experiment"}
@@ -354,8 +355,15 @@ def book_map() -> str:
                 ["all six operators: scaling, roofline, tuning, GPU;", "the five layers on one task"],
                 w=360, h=h + 6)
     c.link(ch7, perf)
+    # Chapter 8 takes every module into a PyTorch training stack
+    y8 = y7 + dy + 6
+    ch8 = c.op(cols["chapter"], y8, [Line("8  In PyTorch", 13, bold=True)], w=132, h=h)
+    stack = c.op(cols["operator"] + 175, y8,
+                 ["every module: custom ops, torch.compile, export,", "bfloat16 autocast, torchrun"],
+                 w=360, h=h + 6)
+    c.link(ch8, stack)
     # the four backends and the autograd glue shared by every operator
-    top = y7 + 42
+    top = y8 + 42
     c.frame(Box(14, top, WIDTH - 28, c.height - top - 12),
             "every operator: one folder, dyncore/<method>/, its files in the order of its chapter")
     row1, row2 = top + 46, top + 132

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Mapping, Sequence
 
@@ -74,11 +75,17 @@ def thread_map(shape: tuple[int, int], threads_per_block: int, ax=None, title: s
     n = np.arange(H * W).reshape(H, W)
     block = n // threads_per_block
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * W + 1, 0.45 * H + 0.6))
+        _, ax = plt.subplots(figsize=(0.6 * W + 1, 0.6 * H + 0.8))
     ax.imshow(block, cmap="tab20", interpolation="nearest")
+    # The numbers fill about half a cell, and never drop below 8 pt: give the axes room
+    # (about 0.25 in per cell) rather than shrink them.
+    ax.figure.canvas.draw_idle()
+    box = ax.get_window_extent()
+    cell_pt = min(box.width / W, box.height / H) * 72 / ax.figure.dpi
+    size = max(8.0, min(12.0, 0.45 * cell_pt))
     for y in range(H):
         for x in range(W):
-            ax.text(x, y, str(n[y, x] % threads_per_block), ha="center", va="center", fontsize=7)
+            ax.text(x, y, str(n[y, x] % threads_per_block), ha="center", va="center", fontsize=size)
     ax.set_xticks(range(W))
     ax.set_yticks(range(H))
     ax.set_xlabel("xo")
@@ -111,7 +118,7 @@ def tap_grid(kernel_size: int, dilation: int = 1, ax=None, title: str | None = N
             oy, ox = (i - r) * d, (j - r) * d
             grid[oy + half, ox + half] = 2 if (i == r and j == r) else 1
             ax.text(ox, oy, str(i * k + j), ha="center", va="center",
-                    fontsize=8 if side < 16 else 6)
+                    fontsize=8)
     extent = (-half - 0.5, half + 0.5, half + 0.5, -half - 0.5)
     ax.imshow(grid, cmap="Blues", vmin=0, vmax=3.2, extent=extent, interpolation="nearest")
     ticks = range(-half, half + 1)
@@ -120,7 +127,7 @@ def tap_grid(kernel_size: int, dilation: int = 1, ax=None, title: str | None = N
     ax.set_xticks(np.arange(-half - 0.5, half + 1), minor=True)
     ax.set_yticks(np.arange(-half - 0.5, half + 1), minor=True)
     ax.grid(which="minor", color="0.8", linewidth=0.5)
-    ax.tick_params(which="both", length=0, labelsize=7)
+    ax.tick_params(which="both", length=0, labelsize=8)
     ax.set_xlabel("column offset  (j - r) d")
     ax.set_ylabel("row offset  (i - r) d")
     ax.set_title(title or f"taps t = i*k + j, k = {k}, d = {d}", fontsize=9)
@@ -156,11 +163,61 @@ def plot_erf(erf, rf: int | None = None, ax=None, title: str | None = None, log:
         ax.add_patch(Rectangle((W // 2 - half, H // 2 - half), rf, rf, fill=False,
                                edgecolor="tab:cyan", linewidth=1.2, linestyle="--",
                                label=f"theoretical RF {rf} x {rf}"))
-        ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+        ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     if title:
         ax.set_title(title, fontsize=9)
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label, fontsize=7)
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label, fontsize=8)
     return ax
+
+
+def interact(function, /, **controls):
+    """``ipywidgets.interact``, shown once: the live widget, with a static copy of its figure.
+
+    ``interact(draw, k=IntSlider(3, 1, 7))`` draws ``draw(k=3)`` and shows the sliders. The
+    output carries two forms of the same thing: the widget (JupyterLab shows it, sliders and
+    figure, and redraws as they move) and a PNG of the figure for the initial values (what the
+    HTML book shows, where there is no kernel to redraw; book/_config.yml ranks the widget view
+    below images for the HTML pages). ``ipywidgets.interact`` followed by a static call would
+    show the figure twice in JupyterLab.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+
+    if not callable(function):
+        raise TypeError(f"function must be callable, got {type(function).__name__}")
+    # The widget runs its function once when it is built; that first run is skipped, and the
+    # function is called here instead, with the same values, its outputs captured: they go both
+    # into the widget's output area and into the static copy.
+    first = {"pending": True, "kwargs": None}
+
+    @functools.wraps(function)
+    def run(**kwargs):
+        if first["pending"]:
+            first["pending"], first["kwargs"] = False, kwargs
+            return None
+        return function(**kwargs)
+
+    live = widgets.interactive(run, **controls)
+    with capture_output() as captured:
+        function(**first["kwargs"])
+    outputs = [{"output_type": "stream", "name": "stdout", "text": captured.stdout}] if captured.stdout else []
+    outputs += [{"output_type": "display_data", "data": o.data, "metadata": o.metadata} for o in captured.outputs]
+    live.out.outputs = tuple(outputs)
+    bundle = {
+        "application/vnd.jupyter.widget-view+json": {
+            "model_id": live.model_id, "version_major": 2, "version_minor": 0},
+        "text/plain": f"interactive {getattr(function, '__name__', 'figure')} "
+                      "(run the notebook to move the controls)",
+    }
+    images = [o.data for o in captured.outputs if "image/png" in o.data]
+    metadata = {}
+    if images:
+        bundle["image/png"] = images[-1]["image/png"]
+        png_meta = [o.metadata for o in captured.outputs if "image/png" in o.data][-1]
+        if png_meta:
+            metadata = {"image/png": png_meta.get("image/png", png_meta)}
+    display(bundle, raw=True, metadata=metadata)

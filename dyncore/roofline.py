@@ -219,5 +219,5 @@ def plot_roofline(machine: Machine, points=(), ax=None, title: str | None = None
     ax.set(xlabel="arithmetic intensity (FLOP / byte)", ylabel="GFLOP/s",
            title=title or f"Roofline of {machine.device}")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     return ax

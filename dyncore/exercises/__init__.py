@@ -15,7 +15,16 @@ import torch
 
 
 class StubError(AssertionError):
-    """The reader's function is still the stub."""
+    """The reader's function is still the stub.
+
+    In a notebook it shows as one line, ``StubError: <what to do>``, with no traceback: the
+    frames would only point into the checks (and, in the HTML book, at the folders of the
+    machine that built it). IPython shows an exception through its ``_render_traceback_``
+    method when it has one.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 def shape_str(t) -> str:
