@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if args.book:
         pages = [c for c in args.chapters if c.endswith(".html")] or [
-            "book/intro.html", "chapters/02_dynamic_filters.html", "exercises/01_convolution.html"]
+            "book/intro.html", "chapters/02_dynamic_filters.html", "exercises/01_convolution_exercises.html"]
         return 0 if check_book(args.book, pages, args.settle) else 1
     token = secrets.token_hex(8)
     failed = False

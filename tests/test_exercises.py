@@ -48,7 +48,7 @@ IDS = [f"{nb.stem}:{name}" for nb, name in CASES]
 def test_notebook_solutions_and_checks_name_the_same_exercises(notebook):
     checks = checks_for(notebook)
     assert len(checks) >= 3, f"{notebook.name} needs at least three exercises"
-    stubs, solutions = load_stubs(notebook), load_solutions(notebook.stem)
+    stubs, solutions = load_stubs(notebook), load_solutions(notebook.stem.removesuffix("_exercises"))
     for name in checks:
         assert callable(stubs.get(name)), f"{notebook.name} defines no stub named {name}"
         assert callable(getattr(solutions, name, None)), f"the solutions define no {name}"
@@ -56,7 +56,7 @@ def test_notebook_solutions_and_checks_name_the_same_exercises(notebook):
 
 @pytest.mark.parametrize("notebook,name", CASES, ids=IDS)
 def test_check_passes_on_solution(notebook, name, capsys):
-    checks_for(notebook)[name](getattr(load_solutions(notebook.stem), name))
+    checks_for(notebook)[name](getattr(load_solutions(notebook.stem.removesuffix("_exercises")), name))
     printed = capsys.readouterr().out
     assert printed.count("Correct:") == 1, f"a passing check prints one 'Correct:' line, got {printed!r}"
 

@@ -25,7 +25,7 @@ from dyncore.exercises import StubError, ch01, cuda_checks
 from dyncore.receptive_field import receptive_field
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "exercises" / "01_convolution.md"
+NOTEBOOK = ROOT / "exercises" / "01_convolution_exercises.md"
 
 
 SOL = load_solutions("01_convolution")

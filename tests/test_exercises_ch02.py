@@ -358,7 +358,7 @@ def _notebook_stubs() -> dict:
     """The functions the notebook defines (its cells that are not meant to raise)."""
     from test_exercises import load_stubs
 
-    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "02_dynamic_filters.md")
+    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "02_dynamic_filters_exercises.md")
 
 
 # ------------------------------------------------------------------------------------------

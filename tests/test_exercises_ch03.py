@@ -115,7 +115,7 @@ def _notebook_stubs() -> dict:
 
     from test_exercises import load_stubs
 
-    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "03_ls_dfn.md")
+    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "03_ls_dfn_exercises.md")
 
 
 def test_the_notebook_gives_the_planted_lsdfn_bug():

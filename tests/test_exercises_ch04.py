@@ -302,7 +302,7 @@ def test_input_grad_check_names_the_planted_bug_as_unfixed():
 def test_notebook_plants_the_same_bug():
     from test_exercises import NOTEBOOKS, load_stubs
 
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "04_dmnet")
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "04_dmnet_exercises")
     planted = load_stubs(notebook)["context_filter_input_grad"]
     f, g = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 3, 6, 7, dtype=torch.float64)
     torch.testing.assert_close(planted(f, g), ch04.planted_context_filter_input_grad(f, g))

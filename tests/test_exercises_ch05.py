@@ -253,7 +253,7 @@ def test_pad_layer_check_names_the_planted_bug_as_unfixed():
 def test_pad_layer_notebook_plants_the_same_bug():
     from test_exercises import NOTEBOOKS, load_stubs
 
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "05_pad_nets")
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "05_pad_nets_exercises")
     x, w, pw = torch.randn(2, 3, 6, 5, dtype=torch.float64), torch.randn(2, 3, 3, 3, dtype=torch.float64), \
         torch.randn(3, 3, 1, 1, dtype=torch.float64)
     torch.testing.assert_close(load_stubs(notebook)["pad_layer"](x, w, pw, (1, 2, 3)),

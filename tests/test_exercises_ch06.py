@@ -269,7 +269,7 @@ def test_unfold_check_names_the_planted_bug_as_unfixed():
 def test_unfold_notebook_plants_the_same_bug():
     from test_exercises import NOTEBOOKS, load_stubs
 
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "06_ddf")
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "06_ddf_exercises")
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
     sp, ch = torch.randn(2, 9, 4, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, 9, generator=g, dtype=torch.float64)

@@ -389,7 +389,7 @@ def test_strided_check_names_the_planted_bug_as_unfixed():
 def test_strided_notebook_plants_the_same_bug():
     from test_exercises import NOTEBOOKS, load_stubs
 
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "07_performance")
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "07_performance_exercises")
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((1, 2, 7, 9)), rng.standard_normal((2, 3, 3))
     got, planted = np.zeros((1, 2, 4, 5)), np.zeros((1, 2, 4, 5))

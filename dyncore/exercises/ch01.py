@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 1, convolution (``exercises/01_convolution.md``).
+"""Checks for the exercises of Chapter 1, convolution (``exercises/01_convolution_exercises.md``).
 
 Each check runs the reader's function on small inputs chosen to expose the usual mistakes
 (odd sizes, ``H != W``, several channels, padding that is not ``'same'``, stride and

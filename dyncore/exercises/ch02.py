@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 2, dynamic filters (``exercises/02_dynamic_filters.md``).
+"""Checks for the exercises of Chapter 2, dynamic filters (``exercises/02_dynamic_filters_exercises.md``).
 
 Each check runs the reader's function on small inputs chosen to expose the usual mistakes
 (odd sizes, ``H != W``, several channels, dilation above 1, kernels wider than the image)

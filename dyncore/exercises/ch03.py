@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 3, LS-DFN (``exercises/03_ls_dfn.md``).
+"""Checks for the exercises of Chapter 3, LS-DFN (``exercises/03_ls_dfn_exercises.md``).
 
 * :func:`check_per_tap_factorized` -- the channel-sum factorization: ``sum_u W[u, t] x[u, p + o_t]``
   for every tap without building ``W``, against the materialized kernels of Eq. 6;

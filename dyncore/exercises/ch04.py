@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 4, DMNet (``exercises/04_dmnet.md``).
+"""Checks for the exercises of Chapter 4, DMNet (``exercises/04_dmnet_exercises.md``).
 
 * :func:`check_context_filter_groups` -- the groups trick by hand: one ``F.conv2d`` call for
   the whole batch, against the ``"loops"`` backend of :func:`dyncore.dmnet.context_filter`;

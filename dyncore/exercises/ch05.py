@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 5, PAD-Nets (``exercises/05_pad_nets.md``).
+"""Checks for the exercises of Chapter 5, PAD-Nets (``exercises/05_pad_nets_exercises.md``).
 
 * :func:`check_gumbel_max_sample` -- Gumbel-max sampling from given uniform noise, against the
   formula, and by its frequencies against ``softmax(logits)``;

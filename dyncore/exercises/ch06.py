@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 6, DDF (``exercises/06_ddf.md``).
+"""Checks for the exercises of Chapter 6, DDF (``exercises/06_ddf_exercises.md``).
 
 * :func:`check_channel_filter_gradient` -- ``dL/dchannel`` of ``ddf`` by hand, with stride and
   dilation, against PyTorch's autograd of an unfold-based reference written here;

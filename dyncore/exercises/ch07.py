@@ -1,4 +1,4 @@
-"""Checks for the exercises of Chapter 7, the kernels at the limit (``exercises/07_performance.md``).
+"""Checks for the exercises of Chapter 7, the kernels at the limit (``exercises/07_performance_exercises.md``).
 
 The notebook imports this module only; the checks live by concern:
 

@@ -1,5 +1,5 @@
 """Checks for the exercises of Chapter 8, the layers in a training stack
-(``exercises/08_training_stack.md``).
+(``exercises/08_training_stack_exercises.md``).
 
 * :func:`check_bf16_error_bound` -- predict, then measure: the largest error of rounding a
   float32 value to bfloat16, against ``x.to(torch.bfloat16)``;

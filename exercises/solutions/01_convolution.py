@@ -1,4 +1,4 @@
-"""Reference solutions to the exercises of Chapter 1, convolution (``exercises/01_convolution.md``).
+"""Reference solutions to the exercises of Chapter 1, convolution (``exercises/01_convolution_exercises.md``).
 
 Try each exercise before you read its solution here: the checks in the notebook tell you
 what is wrong, and that feedback is most of what the exercise teaches.

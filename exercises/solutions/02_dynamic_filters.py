@@ -1,4 +1,4 @@
-"""Reference solutions to the exercises of Chapter 2, dynamic filters (``exercises/02_dynamic_filters.md``).
+"""Reference solutions to the exercises of Chapter 2, dynamic filters (``exercises/02_dynamic_filters_exercises.md``).
 
 Try each exercise before you read its solution here: the checks in the notebook tell you
 what is wrong, and that feedback is most of what the exercise teaches.

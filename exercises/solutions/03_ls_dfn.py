@@ -1,4 +1,4 @@
-"""Reference solutions for exercises/03_ls_dfn.md (try first!)."""
+"""Reference solutions for exercises/03_ls_dfn_exercises.md (try first!)."""
 
 import torch
 import torch.nn.functional as F

@@ -1,4 +1,4 @@
-"""Reference solutions to the exercises of Chapter 5, PAD-Nets (``exercises/05_pad_nets.md``).
+"""Reference solutions to the exercises of Chapter 5, PAD-Nets (``exercises/05_pad_nets_exercises.md``).
 
 Try each exercise before you read its solution here: the checks in the notebook tell you
 what is wrong, and that feedback is most of what the exercise teaches.

@@ -1,4 +1,4 @@
-"""Reference solutions to the exercises of Chapter 6, DDF (``exercises/06_ddf.md``).
+"""Reference solutions to the exercises of Chapter 6, DDF (``exercises/06_ddf_exercises.md``).
 
 Try each exercise before you read its solution here: the checks in the notebook tell you
 what is wrong, and that feedback is most of what the exercise teaches.

@@ -1,5 +1,5 @@
 """Reference solutions to the exercises of Chapter 7, the kernels at the limit
-(``exercises/07_performance.md``).
+(``exercises/07_performance_exercises.md``).
 
 Try each exercise before you read its solution here: the checks in the notebook tell you
 what is wrong, and that feedback is most of what the exercise teaches.

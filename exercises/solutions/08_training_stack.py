@@ -1,5 +1,5 @@
 """Reference solutions to the exercises of Chapter 8, the layers in a training stack
-(``exercises/08_training_stack.md``).
+(``exercises/08_training_stack_exercises.md``).
 
 Try each exercise before you read its solution here: the checks in the notebook tell you
 what is wrong, and that feedback is most of what the exercise teaches.
