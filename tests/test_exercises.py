@@ -6,9 +6,12 @@ name -> check), the stubs are the functions its code cells define (cells tagged
 ``exercises/solutions/NN_name.py``.
 """
 
+import ast
 import functools
 import importlib
+import inspect
 import sys
+import textwrap
 from pathlib import Path
 
 import jupytext
@@ -21,8 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.md"))
 
 
+def checks_for_module(notebook: Path):
+    return importlib.import_module(f"dyncore.exercises.ch{notebook.stem[:2]}")
+
+
 def checks_for(notebook: Path) -> dict:
-    return importlib.import_module(f"dyncore.exercises.ch{notebook.stem[:2]}").CHECKS
+    return checks_for_module(notebook).CHECKS
 
 
 @functools.cache
@@ -41,6 +48,10 @@ def load_stubs(notebook: Path) -> dict:
 
 
 CASES = [(nb, name) for nb in NOTEBOOKS for name in checks_for(nb)]
+#: The find-the-bug exercises: the check module keeps the broken function as ``planted_<name>``.
+PLANTED = [(nb, name[len("planted_"):]) for nb in NOTEBOOKS
+           for name, value in vars(checks_for_module(nb)).items()
+           if name.startswith("planted_") and callable(value)]
 IDS = [f"{nb.stem}:{name}" for nb, name in CASES]
 
 
@@ -65,3 +76,26 @@ def test_check_passes_on_solution(notebook, name, capsys):
 def test_check_fails_on_stub(notebook, name):
     with pytest.raises(StubError):
         checks_for(notebook)[name](load_stubs(notebook)[name])
+
+
+def _code(function: ast.FunctionDef) -> tuple[str, ...]:
+    """A function's arguments and statements, without its docstring, comments or name."""
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    return (ast.dump(function.args), *(ast.dump(statement) for statement in body))
+
+
+@pytest.mark.parametrize("notebook,name", PLANTED, ids=[f"{nb.stem}:{name}" for nb, name in PLANTED])
+def test_notebook_gives_the_planted_bug(notebook, name):
+    """The broken function the reader edits is, statement for statement, the one its check knows
+    as unfixed (so the check can say "still the planted bug" and not "wrong")."""
+    planted = getattr(checks_for_module(notebook), f"planted_{name}")
+    source = "\n".join(cell.source for cell in jupytext.read(notebook).cells if cell.cell_type == "code")
+    source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    given = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.FunctionDef) and node.name == name]
+    assert len(given) == 1, f"{notebook.name} defines {name} {len(given)} times"
+    assert _code(given[0]) == _code(ast.parse(textwrap.dedent(inspect.getsource(planted))).body[0]), (
+        f"{notebook.name}'s {name} differs from {planted.__module__}.planted_{name}")
+    with pytest.raises(StubError):  # the broken function counts as not yet done, not as a wrong answer
+        checks_for(notebook)[name](planted)

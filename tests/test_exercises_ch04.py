@@ -299,15 +299,6 @@ def test_input_grad_check_names_the_planted_bug_as_unfixed():
         ch04.check_context_filter_input_grad(ch04.planted_context_filter_input_grad)
 
 
-def test_notebook_plants_the_same_bug():
-    from test_exercises import NOTEBOOKS, load_stubs
-
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "04_dmnet_exercises")
-    planted = load_stubs(notebook)["context_filter_input_grad"]
-    f, g = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 3, 6, 7, dtype=torch.float64)
-    torch.testing.assert_close(planted(f, g), ch04.planted_context_filter_input_grad(f, g))
-
-
 @pytest.mark.parametrize("wrong,match", [
     (input_grad_rows_fixed_only, r"filters of shape \(1, 1, 3, 3\).* is wrong"),
     (input_grad_summed_over_batch, r"filters of shape \(2, 3, 3, 3\).* is wrong"),

@@ -250,16 +250,6 @@ def test_pad_layer_check_names_the_planted_bug_as_unfixed():
         ch05.check_pad_layer(ch05.planted_pad_layer)
 
 
-def test_pad_layer_notebook_plants_the_same_bug():
-    from test_exercises import NOTEBOOKS, load_stubs
-
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "05_pad_nets_exercises")
-    x, w, pw = torch.randn(2, 3, 6, 5, dtype=torch.float64), torch.randn(2, 3, 3, 3, dtype=torch.float64), \
-        torch.randn(3, 3, 1, 1, dtype=torch.float64)
-    torch.testing.assert_close(load_stubs(notebook)["pad_layer"](x, w, pw, (1, 2, 3)),
-                               ch05.planted_pad_layer(x, w, pw, (1, 2, 3)))
-
-
 @pytest.mark.parametrize("wrong,match", [
     (pad_layer_softmax_over_batch, r"pad_layer\(x of shape \(1, 2, 5, 7\).* is wrong"),
     (pad_layer_gates_reversed, r"pad_layer\(x of shape \(1, 2, 5, 7\).* is wrong"),

@@ -266,17 +266,6 @@ def test_unfold_check_names_the_planted_bug_as_unfixed():
         ch06.check_ddf_unfold(ch06.planted_ddf_unfold)
 
 
-def test_unfold_notebook_plants_the_same_bug():
-    from test_exercises import NOTEBOOKS, load_stubs
-
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == "06_ddf_exercises")
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
-    sp, ch = torch.randn(2, 9, 4, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, 9, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(load_stubs(notebook)["ddf_unfold"](x, sp, ch, 3, 1, 2),
-                               ch06.planted_ddf_unfold(x, sp, ch, 3, 1, 2))
-
-
 @pytest.mark.parametrize("wrong,match", [
     (ddf_unfold_no_dilated_padding, r"kernel_size=3, dilation=2, stride=2\): expected shape \(1, 2, 5, 4\), got"),
     (ddf_unfold_flipped_taps, r"ddf_unfold\(x of shape \(1, 1, 5, 5\).* is wrong"),
