@@ -246,7 +246,7 @@ def pad_layer_sigmoid(x, weight, prior_weight, dilations):
 
 
 def test_pad_layer_check_names_the_planted_bug_as_unfixed():
-    with pytest.raises(StubError, match=r"still computes what the layer computed when you got it"):
+    with pytest.raises(StubError, match="the planted mistake is still there"):
         ch05.check_pad_layer(ch05.planted_pad_layer)
 
 

@@ -262,7 +262,7 @@ def ddf_unfold_channel_transposed(x, spatial, channel, k, d, s):
 
 
 def test_unfold_check_names_the_planted_bug_as_unfixed():
-    with pytest.raises(StubError, match=r"still computes what the function computed when you got it"):
+    with pytest.raises(StubError, match="the planted mistake is still there"):
         ch06.check_ddf_unfold(ch06.planted_ddf_unfold)
 
 

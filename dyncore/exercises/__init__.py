@@ -45,6 +45,22 @@ def call(fn, *args, name: str | None = None, **kwargs):
         ) from None
 
 
+def reject_planted_bug(got, planted, expected, what: str, *, reference: str = "the reference",
+                       clue: str = "") -> None:
+    """A find-the-bug exercise's stub is the broken code itself: while the reader's result ``got``
+    is still the planted bug's result ``planted`` (and that one is wrong), the exercise is not yet
+    done, which is a :class:`StubError` and not a wrong answer. Tensors or arrays; NaN equals NaN
+    (a kernel that leaves part of ``out`` unwritten). ``clue`` ends the message."""
+    if got is None or getattr(got, "shape", None) != getattr(expected, "shape", None):
+        return
+    got, planted, expected = (torch.as_tensor(a) for a in (got, planted, expected))
+    if torch.allclose(got, planted, equal_nan=True) and not torch.allclose(planted, expected, equal_nan=True):
+        error = (got - expected).abs().nan_to_num(nan=float("inf")).max()
+        raise StubError(f"{what} still computes what the broken version computed: the planted mistake "
+                        f"is still there (it differs from {reference} by up to {error:.3g}). "
+                        f"{clue or 'Find the one wrong line and fix it.'}")
+
+
 def expect_close(actual, expected, what: str, rtol: float = 1e-6, atol: float = 1e-8,
                  shape_hint: str = "") -> None:
     """``actual`` must match ``expected`` (tensors or numbers); the message says where not.

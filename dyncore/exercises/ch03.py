@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..lsdfn import large_sampling_filter, materialize_kernels
-from . import call, expect_close, passed
+from . import call, expect_close, passed, reject_planted_bug
 
 __all__ = ["CHECKS", "check_per_tap_factorized", "check_sampling_field",
            "check_grad_sample_attention", "measured_sampling_field", "check_predict_lsdfn_flops",
@@ -252,8 +252,6 @@ FORWARD_CASES = [
 def check_lsdfn_forward(fn) -> None:
     """``fn(x, U, V, sample_attention, position_attention, kernel_size, samples, sample_stride)``
     must equal ``large_sampling_filter`` (float64), and its autograd gradients must too."""
-    from .ch01 import reject_planted_bug
-
     for n, (B, C, Co, H, W, k, s, g) in enumerate(FORWARD_CASES):
         inputs = _inputs(B, C, Co, H, W, k, s, 300 + n)
         expected = large_sampling_filter(*inputs, kernel_size=k, samples=s, sample_stride=g,
@@ -261,7 +259,8 @@ def check_lsdfn_forward(fn) -> None:
         what = (f"lsdfn_forward(x of shape {tuple(inputs[0].shape)}, ..., kernel_size={k}, "
                 f"samples={s}, sample_stride={g})")
         got = call(fn, *(a.clone() for a in inputs), k, s, g, name="lsdfn_forward")
-        reject_planted_bug(got, planted_lsdfn_forward(*inputs, k, s, g), expected, what)
+        reject_planted_bug(got, planted_lsdfn_forward(*inputs, k, s, g), expected, what,
+                           reference="large_sampling_filter")
         expect_close(got, expected, what, shape_hint="The output is (B, Co, H, W).",
                      rtol=1e-10, atol=1e-10)
     B, C, Co, H, W, k, s, g = FORWARD_CASES[1]
