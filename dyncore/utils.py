@@ -94,6 +94,31 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@contextmanager
+def recording(model: torch.nn.Module, types: tuple):
+    """Inside the ``with`` block, collect what every layer of ``model`` of one of ``types`` reports.
+
+    Such a layer keeps a list ``_recorders`` of callbacks (empty outside a recording, so a
+    compiled or exported forward stores nothing) and calls each as ``record(self, *tensors)``
+    with the tensors it computed. The block yields a dictionary ``{layer: tensors}``, detached,
+    of each layer's last call; :func:`dyncore.ddf.record_filters` and
+    :func:`dyncore.pad.record_gates` are this for their layers.
+    """
+    layers = [m for m in model.modules() if isinstance(m, types)]
+    seen = {}
+
+    def record(layer, *tensors):
+        seen[layer] = tuple(t.detach() for t in tensors)
+
+    for layer in layers:
+        layer._recorders.append(record)
+    try:
+        yield seen
+    finally:
+        for layer in layers:
+            layer._recorders.remove(record)
+
+
 def set_backend(module: torch.nn.Module, backend: str) -> dict:
     """Set ``backend`` on ``module`` and every submodule that has one (every dyncore layer does);
     returns ``{submodule: previous backend}`` for :func:`restore_backends`."""

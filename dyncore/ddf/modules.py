@@ -40,13 +40,13 @@ sub-pixel branch reading the guidance at its own high-resolution pixel.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import validation as V
+from ..utils import recording
 from ..backend import resolve_backend
 from .functional import ddf
 
@@ -391,7 +391,6 @@ class DDFUp(nn.Module):
                 f"normalization={self.normalization!r}, backend={self.backend!r}")
 
 
-@contextmanager
 def record_filters(model: nn.Module):
     """Collect the filters every :class:`DDF` and :class:`DDFUp` layer of ``model`` applies.
 
@@ -401,16 +400,4 @@ def record_filters(model: nn.Module):
     ``(B, P, channels, k*k)`` for a DDF-Up (``P = scale**2``). The tensors live in the dictionary,
     not on the layers: outside the block the layers record nothing.
     """
-    layers = [m for m in model.modules() if isinstance(m, (DDF, DDFUp))]
-    seen = {}
-
-    def record(layer, spatial, channel):
-        seen[layer] = (spatial.detach(), channel.detach())
-
-    for layer in layers:
-        layer._recorders.append(record)
-    try:
-        yield seen
-    finally:
-        for layer in layers:
-            layer._recorders.remove(record)
+    return recording(model, (DDF, DDFUp))

@@ -22,13 +22,13 @@ A :class:`PADConv2d` layer ``l`` (Chapter 5, eq-pad-markov, eq-pad-recurrent, eq
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import validation as V
+from ..utils import recording
 from ..backend import resolve_backend
 from .functional import adaptive_dilation_conv, check_dilations
 
@@ -234,7 +234,6 @@ class PADStack(nn.Module):
         return x
 
 
-@contextmanager
 def record_gates(model: nn.Module):
     """Collect the hidden priors and gates of every :class:`PADConv2d` layer of ``model``.
 
@@ -244,16 +243,4 @@ def record_gates(model: nn.Module):
     drew). The tensors live in the dictionary, not on the layers: outside the block the layers
     record nothing.
     """
-    layers = [m for m in model.modules() if isinstance(m, PADConv2d)]
-    seen = {}
-
-    def record(layer, prior, gates):
-        seen[layer] = (prior.detach(), gates.detach())
-
-    for layer in layers:
-        layer._recorders.append(record)
-    try:
-        yield seen
-    finally:
-        for layer in layers:
-            layer._recorders.remove(record)
+    return recording(model, (PADConv2d,))
