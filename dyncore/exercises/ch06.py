@@ -313,7 +313,7 @@ def check_ddf_unfold(fn) -> None:
         what = (f"ddf_unfold(x of shape {_shape(x)}, kernel_size={k}, dilation={d}, stride={s})")
         result = call(fn, x.clone(), spatial.clone(), channel.clone(), k, d, s, name="ddf_unfold")
         reject_planted_bug(result, planted_ddf_unfold(x, spatial, channel, k, d, s), expected, what,
-                           reference="ddf", clue="Find the one mistake: it was right on the check's "
+                           reference="the operator ddf", clue="Find the one mistake: it was right on the check's "
                            "first case, with one channel; what changes with several?")
         expect_close(result, expected, what, rtol=1e-10, atol=1e-12, shape_hint=
                      "The output is (B, C, Ho, Wo) with Ho = (H - 1) // stride + 1.")
