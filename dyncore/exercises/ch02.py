@@ -247,6 +247,16 @@ CUDA_CASES = [
     (2, 2, 4, 5, 5, 1),   # 80 threads: two images, 5x5 wider than the image
     (1, 3, 6, 5, 3, 3),   # 90 threads
 ]
+def _grad_input_case(gen, B, C, H, W, k, d):
+    """Random ``filters`` and ``grad_out`` (float64) and autograd's ``dL/dx`` for them."""
+    x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
+    filters = torch.randn(B, k * k, H, W, generator=gen, dtype=torch.float64)
+    grad_out = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
+    with torch.enable_grad():
+        (expected,) = torch.autograd.grad(reference_dynamic_filter(x, filters, k, d), x, grad_out)
+    return filters, grad_out, expected
+
+
 def check_grad_input_cuda_kernel(kernel) -> None:
     """``kernel(grad_out, filters, grad_x, kernel_size, dilation)``, a ``@cuda.jit`` kernel with
     one thread per element of ``grad_x: (B, C, H, W)``, must write ``dL/dx`` of Chapter 2, eq-dfn into
@@ -254,11 +264,7 @@ def check_grad_input_cuda_kernel(kernel) -> None:
     name = require_cuda_kernel(kernel, "grad_input_cuda_kernel")
     gen = torch.Generator().manual_seed(204)
     for B, C, H, W, k, d in CUDA_CASES:
-        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
-        filters = torch.randn(B, k * k, H, W, generator=gen, dtype=torch.float64)
-        grad_out = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
-        with torch.enable_grad():
-            (expected,) = torch.autograd.grad(reference_dynamic_filter(x, filters, k, d), x, grad_out)
+        filters, grad_out, expected = _grad_input_case(gen, B, C, H, W, k, d)
         what = (f"{name}(grad_out of shape {_shape(grad_out)}, filters of shape {_shape(filters)}, "
                 f"grad_x of shape {_shape(grad_out)}, kernel_size={k}, dilation={d})")
         grad_x = run_reader_kernel(
@@ -422,11 +428,7 @@ def check_dfn_grad_input(fn) -> None:
     operator for ``dL/dout = grad_out``: against autograd on every case, then ``gradcheck``."""
     gen = torch.Generator().manual_seed(206)
     for B, C, H, W, k, d in DFN_GRAD_INPUT_CASES:
-        x = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64, requires_grad=True)
-        filters = torch.randn(B, k * k, H, W, generator=gen, dtype=torch.float64)
-        grad_out = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
-        with torch.enable_grad():
-            (expected,) = torch.autograd.grad(reference_dynamic_filter(x, filters, k, d), x, grad_out)
+        filters, grad_out, expected = _grad_input_case(gen, B, C, H, W, k, d)
         what = (f"dfn_grad_input(grad_out of shape {_shape(grad_out)}, filters of shape "
                 f"{_shape(filters)}, kernel_size={k}, dilation={d})")
         with torch.no_grad():
