@@ -51,8 +51,23 @@ def simulating() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+_PROBLEM: list[str | None] = []  # the answer, once found: it cannot change within a process
+
+
+@torch.compiler.assume_constant_result
 def cuda_backend_problem() -> str | None:
-    """Why the ``"cuda"`` backend cannot run in this process, or ``None`` if it can."""
+    """Why the ``"cuda"`` backend cannot run in this process, or ``None`` if it can.
+
+    Asked on every call of a ``"cuda"`` operator, also inside ``torch.compile``'d code: the
+    compiler takes the answer as a constant of the graph rather than tracing into Numba's
+    driver probe (a C function it cannot trace), and the probe runs once per process.
+    """
+    if not _PROBLEM:
+        _PROBLEM.append(_find_cuda_backend_problem())
+    return _PROBLEM[0]
+
+
+def _find_cuda_backend_problem() -> str | None:
     try:
         from numba import cuda
     except Exception as exc:  # pragma: no cover - numba-cuda missing or broken

@@ -93,3 +93,48 @@ def test_exports(spec):
     program = torch.export.export(Call(), tensors)
     assert any(f"dyncore.{spec.name}" in str(node.target) for node in program.graph.nodes)
     torch.testing.assert_close(program.module()(*tensors), Call()(*tensors))
+
+
+# ----------------------------------------------------------------------------- on a real GPU
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_opcheck_on_cuda_tensors(spec):
+    """The same checks with CUDA tensors and the Numba CUDA kernels: the fake kernel must give
+    the device of the inputs, the autograd formula must run the CUDA backward."""
+    samples = list(spec.sample_inputs(dtype=torch.float64, device="cuda"))
+    op, calls = recorded_calls(spec, "cuda", samples[:4])
+    assert calls and all(a.device.type == "cuda" for a in calls[0] if isinstance(a, torch.Tensor))
+    tests = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    for args in calls:
+        args = tuple(a.detach().clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
+        torch.library.opcheck(op.forward, args, test_utils=tests)
+
+
+INDUCTOR_ON_GPU = ("dynamic_filter", "ddf")  # an Inductor compile costs seconds: two operators
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_compiles_on_a_gpu_and_matches_eager(spec, compiler):
+    """fullgraph on CUDA tensors; Inductor writes Triton kernels around the custom operator."""
+    if compiler == "inductor" and spec.name not in INDUCTOR_ON_GPU:
+        pytest.skip(f"Inductor is checked on {INDUCTOR_ON_GPU}")
+    sample = next(iter(spec.sample_inputs(dtype=torch.float32, device="cuda")))
+
+    def step(*tensors):
+        out = spec.function(*tensors, **sample.kwargs, backend="cuda")
+        return (out * out).sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, fullgraph=True, backend=compiler)
+    leaves = [a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in sample.args]
+    eager_leaves = [a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in sample.args]
+    got, want = compiled(*leaves), step(*eager_leaves)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    got.backward()
+    want.backward()
+    for a, b in zip(leaves, eager_leaves):
+        if isinstance(a, torch.Tensor):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-5)

@@ -33,6 +33,32 @@ def test_backends_lists_all_four_here():
     assert dyncore.BACKENDS == ("loops", "numba", "torch", "cuda")
 
 
+def test_the_cuda_probe_is_asked_once_and_is_a_constant_to_the_compiler(monkeypatch):
+    """On a GPU the probe ends in a C function of Numba's driver that torch.compile cannot
+    trace: a "cuda" operator inside a fullgraph compile must take its answer as a constant.
+    Here the probe is replaced by one that calls a C function too (through ctypes)."""
+    import ctypes
+
+    probes = []
+
+    def probe():
+        probes.append(1)
+        return None if ctypes.c_int(0).value == 0 else "never"
+
+    monkeypatch.setattr(_bootstrap, "_PROBLEM", [])
+    monkeypatch.setattr(_bootstrap, "_find_cuda_backend_problem", probe)
+
+    def step(x):
+        return x + len(dyncore.backend.resolve_backend("cuda", x.device))
+
+    torch._dynamo.reset()
+    x = torch.zeros(3)
+    out = torch.compile(step, fullgraph=True, backend="aot_eager")(x)
+    torch.testing.assert_close(out, x + 4)
+    assert dyncore.backend.resolve_backend("cuda", x.device) == "cuda"
+    assert probes == [1]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
 def test_simulator_is_selected_without_a_gpu():
     assert _bootstrap.simulating()

@@ -287,3 +287,86 @@ def test_module_gives_the_same_result_in_channels_last(name):
         converted = copy.deepcopy(module).to(memory_format=torch.channels_last)
         x = image(seed=3)
         assert_same_run(run(converted, channels_last(x)), run(module, x), **F64)
+
+
+# ----------------------------------------------------------------------------- on a real GPU
+
+def cuda_run(module, x, seed=2):
+    """:func:`run` with the module and its input on the GPU (the layers' ``"auto"`` backend then
+    runs the Numba CUDA kernels)."""
+    return run(module.cuda(), x.cuda(), seed=seed)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("name", NAMES)
+def test_module_compiles_on_a_gpu_and_matches_eager(name, mode):
+    eager = make(name).train(mode == "train").cuda()
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, backend="aot_eager", dynamic=False)
+    for step in range(2):
+        got, want = cuda_run(compiled, image(), seed=step), cuda_run(eager, image(), seed=step)
+        assert got[0].device.type == "cuda"
+        assert_same_run(got, want, **F64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name, mode", [("DDF", "train"), ("PADConv2d", "eval")])
+def test_module_compiled_by_inductor_on_a_gpu(name, mode):
+    """Inductor's Triton code around the CUDA custom operators, forward and backward, float32.
+    PAD in eval mode: in training mode it draws Gumbel noise, and Inductor's generated random
+    numbers (Philox, inside its kernels) are not eager's, so the two runs cannot agree sample
+    by sample."""
+    torch._dynamo.reset()
+    eager = make(name, torch.float32).train(mode == "train").cuda()
+    compiled = torch.compile(copy.deepcopy(eager), fullgraph=True, dynamic=False)
+    x = image(torch.float32)
+    assert_same_run(cuda_run(compiled, x), cuda_run(eager, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_module_exports_on_a_gpu(name):
+    module = make(name).eval().cuda()
+    x = image().cuda()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        program = torch.export.export(module, (x,))
+    out = program.module()(x)
+    assert out.device.type == "cuda"
+    torch.testing.assert_close(out, module(x), **F64)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_module_runs_under_bfloat16_autocast_on_a_gpu(name):
+    """torch.autocast("cuda", bfloat16): the layer is handed bfloat16, our CUDA kernels compute
+    in float32; close to the float32 model at bfloat16's precision."""
+    torch.manual_seed(0)
+    layer = MODULES[name][0]().eval()
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), layer, nn.Conv2d(MODULES[name][2], 2, 1)).cuda()
+    x = image(torch.float32).cuda()
+    want = run(model, x)
+    model.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        x_ = x.clone().requires_grad_()
+        out = model(x_)
+        assert model[0](x_).dtype == torch.bfloat16
+        loss = (out.float() * out.float()).mean()
+    loss.backward()
+    assert out.dtype == torch.bfloat16 and torch.isfinite(x_.grad).all()
+    scale = want[0].abs().max()
+    torch.testing.assert_close(out.detach().float(), want[0], rtol=0, atol=0.05 * scale)
+    for n, g in want[2].items():
+        p = dict(model.named_parameters())[n]
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+        torch.testing.assert_close(p.grad.float(), g, rtol=0, atol=0.1 * g.abs().max() + 1e-6,
+                                   msg=lambda m: f"{n}: {m}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NAMES)
+def test_module_gives_the_same_result_in_channels_last_on_a_gpu(name):
+    module = make(name).eval().cuda()
+    converted = copy.deepcopy(module).to(memory_format=torch.channels_last)
+    x = image(seed=3).cuda()
+    assert_same_run(run(converted, channels_last(x)), run(module, x), **F64)
