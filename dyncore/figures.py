@@ -516,11 +516,11 @@ def lsdfn_block() -> str:
         c.link(t, op, "features" if t is x else "filters", shift=(0, t.cy - op.cy))
     out = c.tensor(612, 366, "out", "(B, Co, H, W)", "output", w=130, h=44)
     c.link(op, out, "output", sides=("bottom", "top"))
-    c.frame(Box(10, 408, WIDTH - 20, 96), "the model of this chapter: a small FlowNetS, LS-DFN as its bottleneck")
+    c.frame(Box(10, 408, WIDTH - 20, 96), "the model of this chapter: a small FlowNetS, LS-DFN added at its shallow layer")
     c.chain(456, [("features", ["frames", "(B, 2, 32, 32)"]),
-                  (None, ["3 x 3 convs, two", "of stride 2: 32 ch."]),
-                  (None, [Line("LS-DFN block", 12, bold=True), "C = Co = 16,", "s = 5, g = 2"]),
-                  (None, ["up, skip from", "1/2, conv, up"]),
+                  (None, ["3 x 3 conv, s. 2", "16 ch., 1/2"]),
+                  (None, [Line("LS-DFN block", 12, bold=True), "C = 8, Co = 4,", "s = 7, g = 2"]),
+                  (None, ["skip to", "decoder"]),
                   ("output", ["flow", "(B, 2, 32, 32)"])], x0=22, x1=WIDTH - 22)
     c.legend(530, ["features", "filters", "output"])
     return c.svg()
