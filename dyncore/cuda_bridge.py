@@ -13,6 +13,10 @@ Every ``"cuda"`` kernel of the book is launched through :func:`launch`, which
 :func:`on_kernel_device` wraps the host-side function of a kernel set so that its tensors are
 on the device the kernels run on (contiguous), and its results go back where the inputs were:
 asking for ``backend="cuda"`` with CPU tensors on a GPU machine copies them to the GPU and back.
+
+What the kernels share is written once here: :func:`unravel4` (and :func:`unravel3`,
+:func:`unravel5`), which turns a thread's index into the element it owns; :data:`valid_range`,
+the pixels where a tap stays inside the image; and :func:`sum_axis1`, an ordered sum along one axis.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 import torch
 from numba import cuda
 
+from . import geometry
 from ._bootstrap import simulating
 
 #: Threads per block on a real GPU: a multiple of the warp size that keeps several blocks
@@ -33,15 +38,70 @@ THREADS_PER_BLOCK = 128
 SIMULATOR_THREADS_PER_BLOCK = 32
 
 
-@cuda.jit(device=True)
+def device_function(fn):
+    """A CUDA device function (``cuda.jit(device=True)``): compiled into the kernels that call it.
+
+    Under the simulator it stays the plain Python function. The simulator runs kernels as Python
+    anyway, and its device-function wrapper (which swaps the module's ``cuda`` for a fake one on
+    every call) costs as much as nine array reads: for these helpers, which use no ``cuda.*``
+    API, the plain call computes the same thing, and the simulated kernels run faster.
+    """
+    return fn if simulating() else cuda.jit(device=True)(fn)
+
+
+@device_function
 def unravel4(n, shape):
     """Flat index ``n`` of a contiguous ``(B, C, H, W)`` tensor -> ``(b, c, y, x)``.
 
     Every kernel of the book runs one thread per element of the tensor it writes; this is how a
     thread finds its element (Chapter 1 writes it out once, "One thread per output element").
+    The grid is a whole number of blocks, so the last block may have spare threads: theirs is
+    ``n >= B*C*H*W``, which is ``b >= B``, so a kernel tests ``b`` against ``B`` before it writes.
     """
     _, C, H, W = shape
     return n // (C * H * W), (n // (H * W)) % C, (n // W) % H, n % W
+
+
+#: :func:`dyncore.geometry.valid_range`, the same source compiled for the device: ``[lo, hi)``, the
+#: output indices ``o < n_out`` whose input ``o*stride + offset`` lies in ``[0, n_in)``. A kernel
+#: that sweeps the pixels a tap reads loops over exactly these, with no test per pixel.
+valid_range = device_function(geometry.valid_range.py_func)
+
+
+@device_function
+def unravel3(n, shape):
+    """:func:`unravel4` for a contiguous 3-D tensor ``(B, H, W)`` -> ``(b, y, x)``."""
+    _, H, W = shape
+    return n // (H * W), (n // W) % H, n % W
+
+
+@device_function
+def unravel5(n, shape):
+    """:func:`unravel4` for a contiguous 5-D tensor ``(B, V, M, H, W)`` -> ``(b, v, m, y, x)``."""
+    _, V, M, H, W = shape
+    return n // (V * M * H * W), (n // (M * H * W)) % V, (n // (H * W)) % M, (n // W) % H, n % W
+
+
+@cuda.jit(cache=True)
+def sum_axis1_kernel(a, out):
+    """``out[p, q] = sum_i a[p, i, q]``: a thread per element of ``out``, adding in the order of
+    ``i``, so the sum does not depend on scheduling."""
+    n = cuda.grid(1)
+    p, q = n // out.shape[1], n % out.shape[1]
+    if p >= out.shape[0]:  # a spare thread of the last block
+        return
+    acc = out.dtype.type(0)
+    for i in range(a.shape[1]):
+        acc += a[p, i, q]
+    out[p, q] = acc
+
+
+def sum_axis1(a: torch.Tensor) -> torch.Tensor:
+    """``a.sum(1)`` of a contiguous 3-D tensor ``(P, N, Q)`` on :func:`kernel_device`, by
+    :func:`sum_axis1_kernel`: LS-DFN's channel sum and the last stage of DDF's ``dL/dchannel``."""
+    out = a.new_empty(a.shape[0], a.shape[2])
+    launch(sum_axis1_kernel, out.numel(), a, out)
+    return out
 
 
 def launch_config(n_items: int) -> tuple[int, int]:

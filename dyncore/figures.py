@@ -260,6 +260,11 @@ class Canvas:
         p0, p1 = a.side(sa, shift[0]), b.side(sb, shift[1])
         self.arrow([p0, *via, p1], role, label=label, at=at)
 
+    def path(self, boxes, role=None, **kwargs):
+        """:meth:`link` each box to the next, all in ``role`` (a pipeline of steps)."""
+        for a, b in zip(boxes, boxes[1:]):
+            self.link(a, b, role, **kwargs)
+
     def chain(self, y, items, *, x0=24, x1=WIDTH - 24, h=None):
         """A row of boxes joined by arrows (a model, layer after layer). Each item is
         ``(role or None, lines)``: a tensor box when ``role`` is given, else an operation."""
@@ -345,9 +350,7 @@ def book_map() -> str:
         b = c.op(cols["operator"], y, [op], w=192, h=h, operator=True)
         m = c.op(cols["module"], y, [Line(module, 12, mono=True)], w=172, h=h)
         e = c.op(cols["model"], y, [Line(t, 12) for t in model], w=140, h=h)
-        c.link(a, b)
-        c.link(b, m)
-        c.link(m, e)
+        c.path([a, b, m, e])
     # Chapter 7 reads every operator
     y7 = y0 + 6 * dy + 10
     ch7 = c.op(cols["chapter"], y7, [Line("7  Performance", 13, bold=True)], w=132, h=h)
@@ -463,8 +466,7 @@ def dfn_layer() -> str:
     soft = c.op(491, 62, ["softmax", "over the k² taps"], w=124, h=50)
     f = c.tensor(640, 62, "filters f", "(B, k², H, W)", "filters", note="k = 5: 25 taps", w=140)
     c.link(g, branch, "guidance")
-    c.link(branch, soft, "filters")
-    c.link(soft, f, "filters")
+    c.path([branch, soft, f], "filters")
     x = c.tensor(88, 200, "x", "(B, C, H, W)", "features", note="frame 1: C = 1", w=156)
     op = c.op(360, 200, ["dynamic_filter", Line("out = Σₜ f · x shifted", 12),
                          Line("one filter per pixel, all channels", 12)], w=262, h=70, operator=True)
@@ -539,8 +541,7 @@ def dmnet_dcm() -> str:
     gen = c.op(466, 62, ["1 x 1 conv", "G, β"], w=104, h=48)
     w = c.tensor(604, 62, "filters w", "(B, c', k, k)", "filters", w=124, h=48)
     c.arrow([x.side("top"), (62, 62), pool.side("left")], "features")
-    c.link(pool, pk, "features")
-    c.link(pk, gen, "features")
+    c.path([pool, pk, gen], "features")
     c.link(gen, w, "filters")
     c.text(400, 104, "g_k(x): pool to k x k, then 1 x 1 conv", 12, italic=True, colour=MUTED)
     red = c.op(186, 190, ["f_k: 1 x 1 conv,", "BN, ReLU"], w=118, h=48)
@@ -550,8 +551,7 @@ def dmnet_dcm() -> str:
     fuse = c.op(640, 190, ["BN, ReLU,", "1 x 1 fusion"], w=116, h=48)
     O = c.tensor(640, 285, "O_k", "(B, c', H, W)", "output", w=116, h=48)
     c.arrow([x.side("bottom"), (62, 190), red.side("left")], "features")
-    c.link(red, fx, "features")
-    c.link(fx, op, "features")
+    c.path([red, fx, op], "features")
     c.arrow([w.side("bottom"), (604, 118), (op.cx, 118), op.side("top")], "filters")
     c.link(op, fuse, "features", label="h_k", at=(((op.x + op.w) + fuse.x) / 2, 182))
     c.link(fuse, O, "output", sides=("bottom", "top"))
@@ -585,9 +585,7 @@ def pad_layer() -> str:
     h = c.tensor(427, 56, "priors h", "(B, D, H, W)", "filters", w=112, h=48)
     gum = c.op(590, 56, ["Gumbel-softmax, τ", "eval: softmax(h / τ)"], w=164, h=66)
     gates = c.tensor(590, 160, "gates", "(B, D, H, W)", "filters", w=120, h=48)
-    c.link(hp, prior, "filters")
-    c.link(prior, h, "filters")
-    c.link(h, gum, "filters")
+    c.path([hp, prior, h, gum], "filters")
     c.link(gum, gates, "filters", sides=("bottom", "top"))
     c.arrow([h.side("bottom"), (427, 118)], "filters", dash="5 3")
     c.text(427, 134, "to layer l + 1", 12, italic=True, colour=ROLES["filters"][1])
@@ -655,9 +653,7 @@ def ddf_up() -> str:
     gg = c.tensor(410, 50, "s² grids", "(B, s² Cg, H, W)", "guidance", w=150, h=48)
     sb = c.op(596, 50, ["s² x (1 x 1 conv", "to k²), filter norm"], w=170, h=48)
     sp = c.tensor(596, 140, "spatial_p", "(B, s², k², H, W)", "filters", w=160, h=48)
-    c.link(g, un, "guidance")
-    c.link(un, gg, "guidance")
-    c.link(gg, sb, "guidance")
+    c.path([g, un, gg, sb], "guidance")
     c.link(sb, sp, "filters", sides=("bottom", "top"))
     x = c.tensor(84, 236, "x", "(B, C, H, W)", "features", w=136, note="low resolution")
     cb = c.op(236, 330, ["pool; s² x SE", "C → σC → C k²;", "filter norm"], w=140, h=66)

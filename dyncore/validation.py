@@ -83,24 +83,24 @@ def check_shape(name: str, value: torch.Tensor, expected: Sequence[int], layout:
         )
 
 
-def check_same_dtype(reference: tuple[str, torch.Tensor], **others: torch.Tensor | None) -> None:
+def _check_alike(attribute: str, error: type, message: str, reference: tuple[str, torch.Tensor],
+                 others: dict) -> None:
+    """Every tensor of ``others`` (``None`` skipped) has ``reference``'s ``attribute``; else ``error``
+    with ``message`` formatted as ``(name, its value, reference name, reference value)``."""
     ref_name, ref = reference
     for name, t in others.items():
-        if t is not None and t.dtype != ref.dtype:
-            raise TypeError(
-                f"{name} has dtype {t.dtype} but {ref_name} has dtype {ref.dtype}; "
-                "all tensors must share one dtype"
-            )
+        if t is not None and getattr(t, attribute) != getattr(ref, attribute):
+            raise error(message.format(name, getattr(t, attribute), ref_name, getattr(ref, attribute)))
+
+
+def check_same_dtype(reference: tuple[str, torch.Tensor], **others: torch.Tensor | None) -> None:
+    _check_alike("dtype", TypeError, "{} has dtype {} but {} has dtype {}; all tensors must share one dtype",
+                 reference, others)
 
 
 def check_same_device(reference: tuple[str, torch.Tensor], **others: torch.Tensor | None) -> None:
-    ref_name, ref = reference
-    for name, t in others.items():
-        if t is not None and t.device != ref.device:
-            raise ValueError(
-                f"{name} is on {t.device} but {ref_name} is on {ref.device}; "
-                "all tensors must be on one device"
-            )
+    _check_alike("device", ValueError, "{} is on {} but {} is on {}; all tensors must be on one device",
+                 reference, others)
 
 
 def check_int(name: str, value) -> int:

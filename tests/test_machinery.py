@@ -435,6 +435,44 @@ def test_unravel4_in_a_kernel():
             int(v) for v in (n // 60, (n // 20) % 3, (n // 5) % 4, n % 5))
 
 
+@pytest.mark.parametrize("name, shape", [("unravel3", (2, 3, 5)), ("unravel4", (2, 3, 4, 5)),
+                                         ("unravel5", (2, 3, 2, 4, 3))])
+def test_unravel_in_a_kernel_and_the_spare_threads(name, shape):
+    """Every thread of a launch unravels its index as ``numpy.unravel_index`` does; the spare
+    threads of the last block (none of these sizes fills it) get a first index ``>= shape[0]``,
+    which is how the kernels retire them."""
+    unravel = getattr(cuda_bridge, name)
+    n_items = int(np.prod(shape))
+    blocks, threads = cuda_bridge.launch_config(n_items)
+    got = np.full((blocks * threads, len(shape)), -1, dtype=np.int64)
+
+    @cuda.jit
+    def kernel(out, shape):
+        n = cuda.grid(1)
+        index = unravel(n, shape)
+        for i in range(len(shape)):
+            out[n, i] = index[i]
+
+    kernel[blocks, threads](got, shape)
+    assert blocks * threads > n_items
+    want = np.stack(np.unravel_index(np.arange(n_items), shape), axis=1)
+    assert np.array_equal(got[:n_items], want)
+    assert (got[n_items:, 0] >= shape[0]).all()
+
+
+def test_sum_axis1_adds_in_order():
+    """``sum_axis1`` is ``a.sum(1)``, added in the order of the middle index (bit for bit the
+    Python loop), as LS-DFN's channel sum and DDF's ``dL/dchannel`` need."""
+    a = torch.randn(3, 5, 4, dtype=torch.float64)
+    got = cuda_bridge.sum_axis1(a.to(cuda_bridge.kernel_device(a))).cpu()
+    want = torch.zeros(3, 4, dtype=torch.float64)
+    for i in range(a.shape[1]):
+        want += a[:, i]
+    assert torch.equal(got, want)
+    torch.testing.assert_close(got, a.sum(1))
+    assert cuda_bridge.sum_axis1(a[:0]).shape == (0, 4)
+
+
 # ---------------------------------------------------------------- experiments.metrics
 
 def test_mean_iou_with_an_absent_class():

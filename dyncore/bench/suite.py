@@ -79,6 +79,19 @@ def parse_size(text: str) -> Size:
     return size  # type: ignore[return-value]
 
 
+def _parse_sizes(sizes) -> list[Size]:
+    """Sizes given as ``"BxCxHxW"`` strings or 4-tuples, each checked by :func:`parse_size`."""
+    return [parse_size(s) if isinstance(s, str) else parse_size(format_size(s)) for s in sizes]
+
+
+def _check_members(name: str, values, allowed, problem: str = "unknown {!r}") -> None:
+    """Every one of ``values`` is in ``allowed``; else ``ValueError`` naming the argument ``name``,
+    ``problem`` (formatted with the value) and the choices."""
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"{name}: {problem.format(v)}; choose from {list(allowed)}")
+
+
 @dataclass
 class Case:
     """One measurement: ``op`` on ``backend`` at ``size`` and ``k``, in ``mode``."""
@@ -172,16 +185,10 @@ def run(ops: Sequence[str] | None = None, backends: Sequence[str] = ("native", "
     """
     known = available_operators()
     ops = known if ops is None else list(ops)
-    for op in ops:
-        if op not in known:
-            raise ValueError(f"ops: unknown operator {op!r}; choose from {known}")
-    for b in backends:
-        if b not in ALL_BACKENDS:
-            raise ValueError(f"backends: unknown backend {b!r}; choose from {list(ALL_BACKENDS)}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"modes: unknown mode {m!r}; choose from {list(MODES)}")
-    sizes = [parse_size(s) if isinstance(s, str) else parse_size(format_size(s)) for s in sizes]
+    _check_members("ops", ops, known, "unknown operator {!r}")
+    _check_members("backends", backends, ALL_BACKENDS, "unknown backend {!r}")
+    _check_members("modes", modes, MODES, "unknown mode {!r}")
+    sizes = _parse_sizes(sizes)
     device = str(torch.device(device))
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for, but PyTorch sees no CUDA GPU on this machine")
@@ -275,15 +282,11 @@ def versus_peer(ops: Sequence[str] | None = None, sizes: Sequence[Size | str] = 
     """
     known = [c.name for c in bench_cases() if c.peer is not None]
     ops = known if ops is None else list(ops)
-    for op in ops:
-        if op not in known:
-            raise ValueError(f"ops: {op!r} has no peer; choose from {known}")
-    for m in modes:
-        if m not in MODES:
-            raise ValueError(f"modes: unknown mode {m!r}; choose from {list(MODES)}")
+    _check_members("ops", ops, known, "{!r} has no peer")
+    _check_members("modes", modes, MODES, "unknown mode {!r}")
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise ValueError(f"repeats must be a positive int; got {repeats!r}")
-    sizes = [parse_size(s) if isinstance(s, str) else parse_size(format_size(s)) for s in sizes]
+    sizes = _parse_sizes(sizes)
     itemsize = torch.empty((), dtype=dtype).element_size()
     max_bytes = default_memory_budget(device) if max_bytes is None else max_bytes
     load_before = os.getloadavg()

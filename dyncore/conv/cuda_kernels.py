@@ -15,19 +15,17 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device, unravel4
+from ..cuda_bridge import launch, on_kernel_device, unravel4, valid_range
 from .numba_cpu import geometry_args
 
 
 @cuda.jit(cache=True)
 def conv2d_forward_kernel(x, weight, bias, out, sh, sw, pt, pl, dh, dw, groups):
-    n = cuda.grid(1)
-    B, Cout, Ho, Wo = out.shape
-    if n >= B * Cout * Ho * Wo:
+    b, o, yo, xo = unravel4(cuda.grid(1), out.shape)
+    if b >= out.shape[0]:  # a spare thread of the last block
         return
-    b, o, yo, xo = unravel4(n, out.shape)
     H, W = x.shape[2], x.shape[3]
-    Cin_g, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+    Cout, Cin_g, kh, kw = weight.shape
     c0 = (o // (Cout // groups)) * Cin_g
     acc = bias[o]
     for c in range(Cin_g):
@@ -44,11 +42,9 @@ def conv2d_forward_kernel(x, weight, bias, out, sh, sw, pt, pl, dh, dw, groups):
 
 @cuda.jit(cache=True)
 def conv2d_grad_input_kernel(grad_out, weight, grad_x, sh, sw, pt, pl, dh, dw, groups):
-    n = cuda.grid(1)
-    B, Cin, H, W = grad_x.shape
-    if n >= B * Cin * H * W:
+    b, c, y, xx = unravel4(cuda.grid(1), grad_x.shape)
+    if b >= grad_x.shape[0]:
         return
-    b, c, y, xx = unravel4(n, grad_x.shape)
     Ho, Wo = grad_out.shape[2], grad_out.shape[3]
     Cout, Cin_g, kh, kw = weight.shape
     Cout_g = Cout // groups
@@ -72,37 +68,31 @@ def conv2d_grad_input_kernel(grad_out, weight, grad_x, sh, sw, pt, pl, dh, dw, g
 
 @cuda.jit(cache=True)
 def conv2d_grad_weight_kernel(grad_out, x, grad_w, sh, sw, pt, pl, dh, dw, groups):
-    n = cuda.grid(1)
-    Cout, Cin_g, kh, kw = grad_w.shape
-    if n >= Cout * Cin_g * kh * kw:
+    o, cl, i, j = unravel4(cuda.grid(1), grad_w.shape)
+    Cout, Cin_g = grad_w.shape[0], grad_w.shape[1]
+    if o >= Cout:
         return
-    o, cl, i, j = unravel4(n, grad_w.shape)
-    B, _, H, W = x.shape
-    Ho, Wo = grad_out.shape[2], grad_out.shape[3]
+    oy, ox = i * dh - pt, j * dw - pl  # output pixel (yo, xo) reads (yo*sh + oy, xo*sw + ox) here
+    y0, y1 = valid_range(grad_out.shape[2], x.shape[2], sh, oy)  # the rows where that is inside
+    x0, x1 = valid_range(grad_out.shape[3], x.shape[3], sw, ox)
     c = (o // (Cout // groups)) * Cin_g + cl
     acc = grad_w.dtype.type(0)
-    for b in range(B):
-        for yo in range(Ho):
-            y = yo * sh - pt + i * dh
-            if y < 0 or y >= H:
-                continue
-            for xo in range(Wo):
-                xx = xo * sw - pl + j * dw
-                if 0 <= xx < W:
-                    acc += grad_out[b, o, yo, xo] * x[b, c, y, xx]
+    for b in range(x.shape[0]):
+        for yo in range(y0, y1):
+            for xo in range(x0, x1):
+                acc += grad_out[b, o, yo, xo] * x[b, c, yo * sh + oy, xo * sw + ox]
     grad_w[o, cl, i, j] = acc
 
 
 @cuda.jit(cache=True)
 def conv2d_grad_bias_kernel(grad_out, grad_b):
     o = cuda.grid(1)
-    B, Cout, Ho, Wo = grad_out.shape
-    if o >= Cout:
+    if o >= grad_b.shape[0]:
         return
     acc = grad_b.dtype.type(0)
-    for b in range(B):
-        for yo in range(Ho):
-            for xo in range(Wo):
+    for b in range(grad_out.shape[0]):
+        for yo in range(grad_out.shape[2]):
+            for xo in range(grad_out.shape[3]):
                 acc += grad_out[b, o, yo, xo]
     grad_b[o] = acc
 

@@ -9,7 +9,8 @@ the terms that make it (Chapter 6, "The CUDA kernels"):
 * ``dL/dspatial``: a thread per ``spatial[b, t, yo, xo]``, a loop over the channels;
 * ``dL/dchannel`` in two stages: a thread per ``(b, c, t, yo)`` sums output row ``yo``'s
   terms into ``partial[b, c, t, yo]``, then a thread per ``channel[b, c, t]`` adds up its
-  ``Ho`` row sums in order (a single thread per element would leave a GPU almost idle:
+  ``Ho`` row sums in order (:func:`dyncore.cuda_bridge.sum_axis1`; a single thread per element
+  would leave a GPU almost idle:
   only ``B*C*k*k`` threads, each summing ``Ho*Wo`` terms).
 
 All of them are gathers: no two threads write the same element, no atomics, and the result does
@@ -25,17 +26,16 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device, unravel4
+from ..cuda_bridge import launch, on_kernel_device, sum_axis1, unravel4, valid_range
+from ..geometry import output_size
 
 
 @cuda.jit(cache=True)
 def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
-    n = cuda.grid(1)
-    B, C, Ho, Wo = out.shape
-    if n >= B * C * Ho * Wo:
+    b, c, yo, xo = unravel4(cuda.grid(1), out.shape)
+    if b >= out.shape[0]:  # a spare thread of the last block
         return
     H, W = x.shape[2], x.shape[3]
-    b, c, yo, xo = unravel4(n, out.shape)
     r = (k - 1) // 2
     acc = out.dtype.type(0)
     for t in range(k * k):
@@ -48,12 +48,10 @@ def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
 
 @cuda.jit(cache=True)
 def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    if n >= B * C * H * W:
+    b, c, y, xx = unravel4(cuda.grid(1), grad_x.shape)
+    if b >= grad_x.shape[0]:
         return
     Ho, Wo = grad_out.shape[2], grad_out.shape[3]
-    b, c, y, xx = unravel4(n, grad_x.shape)
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
     for t in range(k * k):
@@ -69,12 +67,10 @@ def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
 
 @cuda.jit(cache=True)
 def ddf_grad_spatial_kernel(grad_out, x, channel, grad_spatial, k, d, s):
-    n = cuda.grid(1)
-    B, T, Ho, Wo = grad_spatial.shape
-    if n >= B * T * Ho * Wo:
+    b, t, yo, xo = unravel4(cuda.grid(1), grad_spatial.shape)
+    if b >= grad_spatial.shape[0]:
         return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    b, t, yo, xo = unravel4(n, grad_spatial.shape)
     r = (k - 1) // 2
     y = yo * s + (t // k - r) * d
     xx = xo * s + (t % k - r) * d
@@ -88,44 +84,23 @@ def ddf_grad_spatial_kernel(grad_out, x, channel, grad_spatial, k, d, s):
 @cuda.jit(cache=True)
 def ddf_grad_channel_rows_kernel(grad_out, x, spatial, partial, k, d, s):
     """Stage 1 of ``dL/dchannel``: a thread per ``(b, c, t, yo)`` sums one output row."""
-    n = cuda.grid(1)
-    B, C, T, Ho = partial.shape
-    if n >= B * C * T * Ho:
+    b, c, t, yo = unravel4(cuda.grid(1), partial.shape)
+    if b >= partial.shape[0]:
         return
-    H, W = x.shape[2], x.shape[3]
-    Wo = grad_out.shape[3]
-    b, c, t, yo = unravel4(n, partial.shape)
     r = (k - 1) // 2
     y = yo * s + (t // k - r) * d
     ox = (t % k - r) * d
+    x0, x1 = valid_range(grad_out.shape[3], x.shape[3], s, ox)  # the pixels whose tap is inside
     acc = partial.dtype.type(0)
-    if 0 <= y < H:  # a row of taps that read padding adds nothing
-        for xo in range(Wo):
-            xx = xo * s + ox
-            if 0 <= xx < W:
-                acc += grad_out[b, c, yo, xo] * spatial[b, t, yo, xo] * x[b, c, y, xx]
+    if 0 <= y < x.shape[2]:  # a row of taps that read padding adds nothing
+        for xo in range(x0, x1):
+            acc += grad_out[b, c, yo, xo] * spatial[b, t, yo, xo] * x[b, c, y, xo * s + ox]
     partial[b, c, t, yo] = acc
-
-
-@cuda.jit(cache=True)
-def ddf_grad_channel_kernel(partial, grad_channel):
-    """Stage 2 of ``dL/dchannel``: a thread per ``(b, c, t)`` adds its rows' sums, in order."""
-    n = cuda.grid(1)
-    B, C, T = grad_channel.shape
-    if n >= B * C * T:
-        return
-    t = n % T
-    c = (n // T) % C
-    b = n // (T * C)
-    acc = grad_channel.dtype.type(0)
-    for yo in range(partial.shape[3]):
-        acc += partial[b, c, t, yo]
-    grad_channel[b, c, t] = acc
 
 
 def _out_shape(stride, x):
     B, C, H, W = x.shape
-    return B, C, (H - 1) // stride + 1, (W - 1) // stride + 1
+    return B, C, output_size(H, stride), output_size(W, stride)
 
 
 @on_kernel_device
@@ -154,8 +129,8 @@ def backward(config, grad_out, x, spatial, channel, needs):
         partial = x.new_empty(*channel.shape, grad_out.shape[2])  # (B, C, k*k, Ho)
         launch(ddf_grad_channel_rows_kernel, partial.numel(), grad_out, x, spatial, partial,
                kernel_size, dilation, stride)
-        grad_channel = torch.empty_like(channel)
-        launch(ddf_grad_channel_kernel, grad_channel.numel(), partial, grad_channel)
+        # stage 2: a thread per (b, c, t) adds its Ho row sums, in order
+        grad_channel = sum_axis1(partial.view(-1, partial.shape[3], 1)).view(channel.shape)
     return grad_x, grad_spatial, grad_channel
 
 

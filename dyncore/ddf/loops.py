@@ -37,17 +37,14 @@ def ddf_loops(x, spatial, channel, kernel_size, dilation, stride):
     B, C, H, W = x.shape
     Ho, Wo = output_size(H, stride), output_size(W, stride)
     out = np.zeros((B, C, Ho, Wo), dtype=x.dtype)
-    for b in range(B):
-        for c in range(C):
-            for yo in range(Ho):
-                for xo in range(Wo):
-                    acc = 0.0
-                    for t in range(kernel_size * kernel_size):
-                        oy, ox = tap_offset(t, kernel_size, dilation)
-                        y, xx = yo * stride + oy, xo * stride + ox  # the input pixel tap t reads
-                        if 0 <= y < H and 0 <= xx < W:  # zero padding
-                            acc += spatial[b, t, yo, xo] * channel[b, c, t] * x[b, c, y, xx]
-                    out[b, c, yo, xo] = acc
+    for b, c, yo, xo in np.ndindex(out.shape):  # every output element, row-major
+        acc = 0.0
+        for t in range(kernel_size * kernel_size):
+            oy, ox = tap_offset(t, kernel_size, dilation)
+            y, xx = yo * stride + oy, xo * stride + ox  # the input pixel tap t reads
+            if 0 <= y < H and 0 <= xx < W:  # zero padding
+                acc += spatial[b, t, yo, xo] * channel[b, c, t] * x[b, c, y, xx]
+        out[b, c, yo, xo] = acc
     return out
 
 

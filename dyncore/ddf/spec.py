@@ -40,7 +40,9 @@ CASES = [
     ((2, 2, 1, 1, 3, 1, 2), "one pixel, stride 2"),
     ((1, 2, 11, 10, 3, 3, 3), "dilation 3, stride 3"),
     ((1, 1, 1, 7, 5, 1, 2), "one row, k = 5, stride 2"),
-    # the k = 3, stride-1 fast path of the numba kernel
+]
+# and the k = 3, stride-1 fast path of the numba kernel
+CASES += [
     ((1, 2, 5, 7, 3, 2, 1), "k = 3 stride-1 fast path, dilation 2"),
     ((1, 2, 3, 2, 3, 3, 1), "fast path, dilation 3 wider than the image"),
     ((2, 1, 4, 1, 3, 1, 1), "fast path, one column"),
@@ -129,18 +131,12 @@ def error_inputs():
              r"channel must have shape \(B, C, k\*k\) = \(2, 3, 9\).*; got \(2, 2, 9\)", "channel channels"),
         case((x, sp, ch[:, :, :4]), {}, ValueError,
              r"channel must have shape \(B, C, k\*k\) = \(2, 3, 9\).*; got \(2, 3, 4\)", "channel taps"),
-        case((x, sp, ch), dict(kernel_size=4), ValueError, "kernel_size must be an odd positive int.*got 4",
-             "even kernel_size"),
-        case((x, sp, ch), dict(kernel_size=0), ValueError, "kernel_size must be an odd positive int.*got 0",
-             "kernel_size 0"),
-        case((x, sp, ch), dict(kernel_size=-3), ValueError, "kernel_size must be an odd positive int.*got -3",
-             "kernel_size -3"),
-        case((x, sp, ch), dict(kernel_size=3.0), TypeError, "kernel_size must be an int", "kernel_size float"),
-        case((x, sp, ch), dict(stride=0), ValueError, "stride must be a positive int; got 0", "stride 0"),
-        case((x, sp, ch), dict(stride=-1), ValueError, "stride must be a positive int; got -1", "stride -1"),
-        case((x, sp, ch), dict(stride=(1, 1)), TypeError, "stride must be an int", "stride pair"),
-        case((x, sp, ch), dict(dilation=0), ValueError, "dilation must be a positive int; got 0", "dilation 0"),
-        case((x, sp, ch), dict(dilation=True), TypeError, "dilation must be an int", "dilation bool"),
+        *[case((x, sp, ch), dict(kernel_size=v), ValueError, f"kernel_size must be an odd positive int.*got {v}",
+               f"kernel_size {v}") for v in (4, 0, -3)],
+        *[case((x, sp, ch), {name: v}, ValueError, f"{name} must be a positive int; got {v}", f"{name} {v}")
+          for name, v in (("stride", 0), ("stride", -1), ("dilation", 0))],
+        *[case((x, sp, ch), {name: v}, TypeError, f"{name} must be an int", f"{name} {v!r}")
+          for name, v in (("kernel_size", 3.0), ("stride", (1, 1)), ("dilation", True))],
         ErrorCase((x, sp, ch), {}, TypeError, "kernel_size", "no kernel_size"),
         case((x[:, :, :0], sp, ch), {}, ValueError, "x must have at least one channel and one pixel", "empty image"),
         case((x[:, :0], sp, ch[:, :0]), {}, ValueError, "x must have at least one channel", "no channels"),

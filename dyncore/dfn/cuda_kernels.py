@@ -25,11 +25,10 @@ from ..cuda_bridge import launch, on_kernel_device, unravel4
 
 @cuda.jit(cache=True)
 def dynamic_filter_forward_kernel(x, filters, out, k, d):
-    n = cuda.grid(1)
-    B, C, H, W = out.shape
-    if n >= B * C * H * W:
+    b, c, y, xx = unravel4(cuda.grid(1), out.shape)
+    if b >= out.shape[0]:  # a spare thread of the last block
         return
-    b, c, y, xx = unravel4(n, out.shape)
+    H, W = out.shape[2], out.shape[3]
     r = (k - 1) // 2
     acc = out.dtype.type(0)
     for t in range(k * k):
@@ -42,11 +41,10 @@ def dynamic_filter_forward_kernel(x, filters, out, k, d):
 
 @cuda.jit(cache=True)
 def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
-    n = cuda.grid(1)
-    B, T, H, W = grad_filters.shape
-    if n >= B * T * H * W:
+    b, t, y, xx = unravel4(cuda.grid(1), grad_filters.shape)
+    if b >= grad_filters.shape[0]:
         return
-    b, t, y, xx = unravel4(n, grad_filters.shape)
+    H, W = x.shape[2], x.shape[3]
     r = (k - 1) // 2
     ys = y + (t // k - r) * d
     xs = xx + (t % k - r) * d
@@ -59,11 +57,10 @@ def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
 
 @cuda.jit(cache=True)
 def dynamic_filter_grad_input_kernel(grad_out, filters, grad_x, k, d):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    if n >= B * C * H * W:
+    b, c, y, xx = unravel4(cuda.grid(1), grad_x.shape)
+    if b >= grad_x.shape[0]:
         return
-    b, c, y, xx = unravel4(n, grad_x.shape)
+    H, W = grad_x.shape[2], grad_x.shape[3]
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
     for t in range(k * k):

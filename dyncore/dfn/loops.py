@@ -28,16 +28,13 @@ def dynamic_filter_loops(x, filters, kernel_size, dilation):
     """``x: (B, C, H, W)``, ``filters: (B, k*k, H, W)`` -> ``out: (B, C, H, W)`` (eq-dfn)."""
     B, C, H, W = x.shape
     out = np.zeros((B, C, H, W), dtype=x.dtype)
-    for b in range(B):
-        for c in range(C):
-            for y in range(H):
-                for xx in range(W):
-                    acc = 0.0
-                    for t in range(kernel_size * kernel_size):
-                        oy, ox = tap_offset(t, kernel_size, dilation)
-                        if 0 <= y + oy < H and 0 <= xx + ox < W:  # zero padding
-                            acc += filters[b, t, y, xx] * x[b, c, y + oy, xx + ox]
-                    out[b, c, y, xx] = acc
+    for b, c, y, xx in np.ndindex(out.shape):  # every output element, row-major
+        acc = 0.0
+        for t in range(kernel_size * kernel_size):
+            oy, ox = tap_offset(t, kernel_size, dilation)
+            if 0 <= y + oy < H and 0 <= xx + ox < W:  # zero padding
+                acc += filters[b, t, y, xx] * x[b, c, y + oy, xx + ox]
+        out[b, c, y, xx] = acc
     return out
 
 

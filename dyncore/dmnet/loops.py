@@ -21,15 +21,12 @@ def context_filter_loops(x, filters):
     k = filters.shape[-1]
     r = (k - 1) // 2
     out = np.zeros((B, C, H, W), dtype=x.dtype)
-    for b in range(B):
-        for c in range(C):                      # depthwise: channel c reads channel c only
-            for y in range(H):
-                for xx in range(W):
-                    acc = 0.0
-                    for i in range(k):
-                        for j in range(k):      # tap t = i*k + j at offset (i - r, j - r)
-                            yi, xi = y + i - r, xx + j - r
-                            if 0 <= yi < H and 0 <= xi < W:
-                                acc += filters[b, c, i, j] * x[b, c, yi, xi]
-                    out[b, c, y, xx] = acc
+    for b, c, y, xx in np.ndindex(out.shape):   # depthwise: channel c reads channel c only
+        acc = 0.0
+        for i in range(k):
+            for j in range(k):                  # tap t = i*k + j at offset (i - r, j - r)
+                yi, xi = y + i - r, xx + j - r
+                if 0 <= yi < H and 0 <= xi < W:
+                    acc += filters[b, c, i, j] * x[b, c, yi, xi]
+        out[b, c, y, xx] = acc
     return out

@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 
-def _shape(t) -> tuple:
-    return tuple(t.shape)
-
-
 # --------------------------------------------------------------------------------------------
 # Exercise 1: Gumbel-max sampling
 # --------------------------------------------------------------------------------------------
@@ -75,10 +71,10 @@ def check_gumbel_max_sample(fn) -> None:
             raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
         if not isinstance(got, torch.Tensor):
             raise AssertionError(f"{what} returned a {type(got).__name__}; return a tensor of indices")
-        if _shape(got) != _shape(expected):
+        if tuple(got.shape) != tuple(expected.shape):
             raise AssertionError(
-                f"{what}: expected indices of shape {_shape(expected)} (one per row of logits, "
-                f"the argmax over the last axis), got shape {_shape(got)}")
+                f"{what}: expected indices of shape {tuple(expected.shape)} (one per row of logits, "
+                f"the argmax over the last axis), got shape {tuple(got.shape)}")
         if got.dtype.is_floating_point:
             raise AssertionError(f"{what} returned a {got.dtype} tensor; return integer indices "
                                  "(argmax gives int64)")
@@ -133,8 +129,8 @@ def check_straight_through_gates(fn) -> None:
             gates = call(fn, p, gumbel.clone(), tau, name="straight_through_gates")
         if gates is None:
             raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
-        if _shape(gates) != (B, D, H, W):
-            raise AssertionError(f"{what}: expected gates of shape {(B, D, H, W)}, got {_shape(gates)}")
+        if tuple(gates.shape) != (B, D, H, W):
+            raise AssertionError(f"{what}: expected gates of shape {(B, D, H, W)}, got {tuple(gates.shape)}")
         if torch.allclose(gates.detach(), soft.detach()) and not torch.allclose(soft.detach(), hard):
             raise AssertionError(f"{what} returned the soft sample: the forward value must be "
                                  "one-hot (the argmax), only the gradient is the soft sample's")
@@ -182,8 +178,8 @@ def check_gate_gradient(fn) -> None:
         gates.requires_grad_()
         with torch.enable_grad():
             (expected,) = torch.autograd.grad(gated_sum(x, weight, None, gates, dilations=dilations), gates, grad_out)
-        what = (f"gate_gradient(x of shape {_shape(x)}, weight of shape {_shape(weight)}, "
-                f"grad_out of shape {_shape(grad_out)}, dilations={dilations})")
+        what = (f"gate_gradient(x of shape {tuple(x.shape)}, weight of shape {tuple(weight.shape)}, "
+                f"grad_out of shape {tuple(grad_out.shape)}, dilations={dilations})")
         try:
             with torch.no_grad():
                 got = call(fn, x.clone(), weight.clone(), grad_out.clone(), dilations,
@@ -193,9 +189,9 @@ def check_gate_gradient(fn) -> None:
                 raise
             raise AssertionError(f"{what} raised RuntimeError: {exc}\nThe check calls your function "
                                  "under torch.no_grad(): compute the gradient by hand.") from None
-        if got is not None and getattr(got, "shape", None) is not None and _shape(got) != (B, D, H, W):
+        if got is not None and getattr(got, "shape", None) is not None and tuple(got.shape) != (B, D, H, W):
             raise AssertionError(f"{what}: expected shape (B, D, H, W) = {(B, D, H, W)}, got "
-                                 f"{_shape(got)}. There is one gate, and one gradient, per "
+                                 f"{tuple(got.shape)}. There is one gate, and one gradient, per "
                                  "dilation and pixel: sum over the output channels.")
         expect_close(got, expected, what, rtol=1e-9, atol=1e-9)
     passed(f"gate_gradient matches autograd of the gated sum on {len(GATE_GRAD_CASES)} shapes, "
@@ -348,7 +344,7 @@ def check_pad_layer(fn) -> None:
         prior_weight = torch.randn(len(dil), cin, 1, 1, generator=gen, dtype=torch.float64)
         gates = torch.softmax(F.conv2d(x, prior_weight), dim=1)
         expected = adaptive_dilation_conv(x, weight, None, gates, dilations=dil, backend="loops")
-        what = (f"pad_layer(x of shape {_shape(x)}, weight of shape {_shape(weight)}, "
+        what = (f"pad_layer(x of shape {tuple(x.shape)}, weight of shape {tuple(weight.shape)}, "
                 f"dilations={dil})")
         result = call(fn, x.clone(), weight.clone(), prior_weight.clone(), dil, name="pad_layer")
         reject_planted_bug(result, planted_pad_layer(x, weight, prior_weight, dil), expected, what,

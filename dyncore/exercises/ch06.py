@@ -39,10 +39,6 @@ __all__ = [
 ]
 
 
-def _shape(t) -> tuple:
-    return tuple(t.shape)
-
-
 def reference_ddf(x, spatial, channel, kernel_size, dilation=1, stride=1):
     """Chapter 6, eq-ddf-op with plain PyTorch (independent of the package's backends): the
     operator's reference, :func:`dyncore.ddf.spec.reference`."""
@@ -77,14 +73,14 @@ def check_channel_filter_gradient(fn) -> None:
         grad_out = torch.randn(B, C, Ho, Wo, generator=gen, dtype=torch.float64)
         with torch.enable_grad():
             (expected,) = torch.autograd.grad(reference_ddf(x, spatial, channel, k, d, s), channel, grad_out)
-        what = (f"channel_filter_gradient(x of shape {_shape(x)}, spatial of shape {_shape(spatial)}, "
-                f"grad_out of shape {_shape(grad_out)}, kernel_size={k}, dilation={d}, stride={s})")
+        what = (f"channel_filter_gradient(x of shape {tuple(x.shape)}, spatial of shape {tuple(spatial.shape)}, "
+                f"grad_out of shape {tuple(grad_out.shape)}, kernel_size={k}, dilation={d}, stride={s})")
         with torch.no_grad():
             got = call(fn, x.clone(), spatial.clone(), grad_out.clone(), k, d, s, name="channel_filter_gradient")
-        if got is not None and getattr(got, "shape", None) is not None and _shape(got) != (B, C, k * k):
-            raise AssertionError(f"{what}: expected shape (B, C, k*k) = {(B, C, k * k)}, got {_shape(got)}. "
+        if got is not None and getattr(got, "shape", None) is not None and tuple(got.shape) != (B, C, k * k):
+            raise AssertionError(f"{what}: expected shape (B, C, k*k) = {(B, C, k * k)}, got {tuple(got.shape)}. "
                                  "There is one channel filter per image and channel: sum over the pixels.")
-        if got is not None and isinstance(got, torch.Tensor) and _shape(got) == (B, C, k * k):
+        if got is not None and isinstance(got, torch.Tensor) and tuple(got.shape) == (B, C, k * k):
             flipped = expected.flip(-1)
             if k > 1 and torch.allclose(got.to(torch.float64), flipped) and not torch.allclose(flipped, expected):
                 raise AssertionError(f"{what}: your taps are in reverse order. Tap t = i*k + j reads "
@@ -163,15 +159,15 @@ def check_subpixel_shuffle(fn) -> None:
     for B, s, C, H, W in SHUFFLE_CASES:
         branches = torch.randn(B, s * s, C, H, W, generator=gen, dtype=torch.float64)
         expected = _reference_shuffle(branches, s)
-        what = f"subpixel_shuffle(branches of shape {_shape(branches)}, scale={s})"
+        what = f"subpixel_shuffle(branches of shape {tuple(branches.shape)}, scale={s})"
         got = call(fn, branches.clone(), s, name="subpixel_shuffle")
         if got is None:
             raise AssertionError(f"{what} returned None: did you forget to `return` the result?")
         if not isinstance(got, torch.Tensor):
             raise AssertionError(f"{what} returned {type(got).__name__}; return a tensor")
-        if _shape(got) != _shape(expected):
-            raise AssertionError(f"{what}: expected shape (B, C, scale*H, scale*W) = {_shape(expected)}, "
-                                 f"got {_shape(got)}")
+        if tuple(got.shape) != tuple(expected.shape):
+            raise AssertionError(f"{what}: expected shape (B, C, scale*H, scale*W) = {tuple(expected.shape)}, "
+                                 f"got {tuple(got.shape)}")
         if not torch.allclose(got.double(), expected):
             wrong_order = F.pixel_shuffle(branches.reshape(B, s * s * C, H, W), s)  # branch-major channels
             swapped = _reference_shuffle(branches.view(B, s, s, C, H, W).transpose(1, 2).reshape(B, s * s, C, H, W), s)
@@ -206,7 +202,7 @@ def check_filter_normalize(fn) -> None:
         expected = filter_norm(filters, T, eps=eps)
         what = f"filter_normalize(filters of shape {(N, T, M)}, eps={eps})"
         got = call(fn, filters.clone(), eps, name="filter_normalize")
-        if isinstance(got, torch.Tensor) and _shape(got) == (N, T, M):
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (N, T, M):
             centred = filters - filters.mean(1, keepdim=True)
             biased = centred / (centred.std(1, keepdim=True, unbiased=False) + eps)
             if torch.allclose(got.double(), biased) and not torch.allclose(biased, expected):
@@ -310,7 +306,7 @@ def check_ddf_unfold(fn) -> None:
         spatial = torch.randn(B, k * k, Ho, Wo, generator=gen, dtype=torch.float64)
         channel = torch.randn(B, C, k * k, generator=gen, dtype=torch.float64)
         expected = reference_ddf(x, spatial, channel, k, d, s)
-        what = (f"ddf_unfold(x of shape {_shape(x)}, kernel_size={k}, dilation={d}, stride={s})")
+        what = (f"ddf_unfold(x of shape {tuple(x.shape)}, kernel_size={k}, dilation={d}, stride={s})")
         result = call(fn, x.clone(), spatial.clone(), channel.clone(), k, d, s, name="ddf_unfold")
         reject_planted_bug(result, planted_ddf_unfold(x, spatial, channel, k, d, s), expected, what,
                            reference="the operator ddf", clue="Find the one mistake: it was right on the check's "

@@ -563,12 +563,15 @@ def _set(ks):
     return "{" + ",".join(map(str, ks)) + "}"
 
 
+#: What the two experiments share: the task, the training and the learning-rate search.
+_TABLE_RUN = dict(chapter=4, config=TABLE_CONFIG, quick=TABLE_QUICK, prepare=prepare_table,
+                  trial=segmentation_trial, lr_grid=(3e-3, 1e-2), select_by="val_loss", quick_seeds=2,
+                  threads=1)
+
 TABLE1 = Experiment(
-    name="04_dmnet_table1", chapter=4,
+    name="04_dmnet_table1", seeds=5, **_TABLE_RUN,
     title="Generated (context-aware) against fixed depthwise filters in the DCMs, and no DCM",
     variants=("FCN (no DCM)",) + tuple(f"{kind} {_set(ks)}" for ks in TABLE1_SETS for kind in ("depthwise", "DMNet")),
-    config=TABLE_CONFIG, quick=TABLE_QUICK, prepare=prepare_table, trial=segmentation_trial,
-    lr_grid=(3e-3, 1e-2), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
     description="Segmentation of the generated multi-scale objects (80x80 images, five classes). A small "
                 "backbone (four 3x3 conv-BN-ReLU layers, output stride 2, 24 channels) is trained once with "
                 "the FCN head and frozen; every head is trained on its cached features with AdamW "
@@ -585,10 +588,9 @@ TABLE1 = Experiment(
 )
 
 TABLE4 = Experiment(
-    name="04_dmnet_table4", chapter=4,
+    name="04_dmnet_table4", seeds=3, **_TABLE_RUN,
     title="Which backbone stage's features the filter generators pool (DMNet {1,3,5,7})",
-    variants=STAGES, config=TABLE_CONFIG, quick=TABLE_QUICK, prepare=prepare_table, trial=segmentation_trial,
-    lr_grid=(3e-3, 1e-2), select_by="val_loss", seeds=3, quick_seeds=2, threads=1,
+    variants=STAGES,
     description="Three seeds, not five: every variant is the costliest head, DMNet {1,3,5,7}, and the run "
                 "had to fit beside Table 1's. The same task, backbone and training as 04_dmnet_table1. Every head is DMNet {1,3,5,7}: the "
                 "DCMs filter the final (stage 4) features, but each filter generator pools the output of "

@@ -18,23 +18,11 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device, unravel4
+from ..cuda_bridge import (device_function, launch, on_kernel_device, sum_axis1, unravel3, unravel4,
+                           unravel5)
 
 
-@cuda.jit(cache=True)
-def channel_sum_kernel(x, S):
-    n = cuda.grid(1)
-    B, C, H, W = x.shape
-    if n >= B * H * W:
-        return
-    xx, y, b = n % W, (n // W) % H, n // (W * H)
-    acc = S.dtype.type(0)
-    for u in range(C):
-        acc += x[b, u, y, xx]
-    S[b, y, xx] = acc
-
-
-@cuda.jit(device=True)
+@device_function
 def sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k):
     """The bracket of Eq. 4 for output ``(y, xx)`` and sample centre ``(ym, xm)`` (inside)."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
@@ -53,11 +41,10 @@ def sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k):
 
 @cuda.jit(cache=True)
 def lsdfn_forward_kernel(x, S, U, V, SA, PA, out, k, s, g):
-    n = cuda.grid(1)
-    B, Co, H, W = out.shape
-    if n >= B * Co * H * W:
+    b, v, y, xx = unravel4(cuda.grid(1), out.shape)
+    if b >= out.shape[0]:  # a spare thread of the last block
         return
-    b, v, y, xx = unravel4(n, out.shape)
+    H, W = out.shape[2], out.shape[3]
     rs = (s - 1) // 2
     acc = out.dtype.type(0)
     for m in range(s * s):
@@ -69,12 +56,10 @@ def lsdfn_forward_kernel(x, S, U, V, SA, PA, out, k, s, g):
 
 @cuda.jit(cache=True)
 def lsdfn_grad_sample_attention_kernel(grad_out, x, S, U, V, PA, grad_SA, k, s, g):
-    n = cuda.grid(1)
-    B, Co, s2, H, W = grad_SA.shape
-    if n >= B * Co * s2 * H * W:
+    b, v, m, y, xx = unravel5(cuda.grid(1), grad_SA.shape)
+    if b >= grad_SA.shape[0]:
         return
-    xx, y = n % W, (n // W) % H
-    m, v, b = (n // (W * H)) % s2, (n // (W * H * s2)) % Co, n // (W * H * s2 * Co)
+    H, W = grad_SA.shape[3], grad_SA.shape[4]
     rs = (s - 1) // 2
     ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
     val = grad_SA.dtype.type(0)
@@ -85,12 +70,10 @@ def lsdfn_grad_sample_attention_kernel(grad_out, x, S, U, V, PA, grad_SA, k, s, 
 
 @cuda.jit(cache=True)
 def lsdfn_grad_V_kernel(grad_out, S, SA, PA, grad_V, k, s, g):
-    n = cuda.grid(1)
-    B, Co, k2, H, W = grad_V.shape
-    if n >= B * Co * k2 * H * W:
+    b, v, t, y, xx = unravel5(cuda.grid(1), grad_V.shape)
+    if b >= grad_V.shape[0]:
         return
-    xx, y = n % W, (n // W) % H
-    t, v, b = (n // (W * H)) % k2, (n // (W * H * k2)) % Co, n // (W * H * k2 * Co)
+    H, W = grad_V.shape[3], grad_V.shape[4]
     r, rs = (k - 1) // 2, (s - 1) // 2
     acc = grad_V.dtype.type(0)
     for m in range(s * s):
@@ -103,12 +86,10 @@ def lsdfn_grad_V_kernel(grad_out, S, SA, PA, grad_V, k, s, g):
 
 @cuda.jit(cache=True)
 def lsdfn_grad_U_kernel(grad_out, x, SA, PA, grad_U, k, s, g):
-    n = cuda.grid(1)
-    B, Co, C, H, W = grad_U.shape
-    if n >= B * Co * C * H * W:
+    b, v, u, y, xx = unravel5(cuda.grid(1), grad_U.shape)
+    if b >= grad_U.shape[0]:
         return
-    xx, y = n % W, (n // W) % H
-    u, v, b = (n // (W * H)) % C, (n // (W * H * C)) % Co, n // (W * H * C * Co)
+    H, W = grad_U.shape[3], grad_U.shape[4]
     rs = (s - 1) // 2
     centre = k * k // 2
     acc = grad_U.dtype.type(0)
@@ -121,13 +102,10 @@ def lsdfn_grad_U_kernel(grad_out, x, SA, PA, grad_U, k, s, g):
 
 @cuda.jit(cache=True)
 def lsdfn_grad_position_attention_kernel(grad_out, x, S, U, V, SA, grad_PA, k, s, g):
-    n = cuda.grid(1)
-    B, Co, k2, H, W = grad_PA.shape
-    if n >= B * Co * k2 * H * W:
+    b, v, t, p, q = unravel5(cuda.grid(1), grad_PA.shape)
+    if b >= grad_PA.shape[0]:
         return
-    q, p = n % W, (n // W) % H
-    t, v, b = (n // (W * H)) % k2, (n // (W * H * k2)) % Co, n // (W * H * k2 * Co)
-    C = x.shape[1]
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     r, rs = (k - 1) // 2, (s - 1) // 2
     centre = k * k // 2
     py, px = p + t // k - r, q + t % k - r
@@ -149,12 +127,10 @@ def lsdfn_grad_position_attention_kernel(grad_out, x, S, U, V, SA, grad_PA, k, s
 
 @cuda.jit(cache=True)
 def lsdfn_grad_channel_sum_kernel(grad_out, V, SA, PA, grad_S, k, s, g):
-    n = cuda.grid(1)
-    B, H, W = grad_S.shape
-    if n >= B * H * W:
+    b, p, q = unravel3(cuda.grid(1), grad_S.shape)
+    if b >= grad_S.shape[0]:
         return
-    q, p, b = n % W, (n // W) % H, n // (W * H)
-    Co = grad_out.shape[1]
+    Co, H, W = grad_out.shape[1], grad_S.shape[1], grad_S.shape[2]
     r, rs = (k - 1) // 2, (s - 1) // 2
     acc = grad_S.dtype.type(0)
     for v in range(Co):
@@ -172,12 +148,10 @@ def lsdfn_grad_channel_sum_kernel(grad_out, V, SA, PA, grad_S, k, s, g):
 
 @cuda.jit(cache=True)
 def lsdfn_grad_input_kernel(grad_out, U, SA, PA, grad_S, grad_x, k, s, g):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    if n >= B * C * H * W:
+    b, u, p, q = unravel4(cuda.grid(1), grad_x.shape)
+    if b >= grad_x.shape[0]:
         return
-    b, u, p, q = unravel4(n, grad_x.shape)
-    Co = grad_out.shape[1]
+    Co, H, W = grad_out.shape[1], grad_x.shape[2], grad_x.shape[3]
     rs = (s - 1) // 2
     centre = k * k // 2
     acc = grad_S[b, p, q]
@@ -191,9 +165,9 @@ def lsdfn_grad_input_kernel(grad_out, U, SA, PA, grad_S, grad_x, k, s, g):
 
 
 def _channel_sum(x):
-    S = x.new_empty(x.shape[0], x.shape[2], x.shape[3])
-    launch(channel_sum_kernel, S.numel(), x, S)
-    return S
+    """``S[b, y, x] = sum_u x[b, u, y, x]`` (Chapter 3, eq-factor), a thread per pixel."""
+    B, C, H, W = x.shape
+    return sum_axis1(x.view(B, C, H * W)).view(B, H, W)
 
 
 @on_kernel_device

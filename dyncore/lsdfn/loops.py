@@ -42,23 +42,20 @@ def large_sampling_filter_loops(x, U, V, sample_attention, position_attention,
     samples_at = sample_offsets(samples, sample_stride)
     taps = tap_offsets(kernel_size)
     out = np.zeros((B, Co, H, W), dtype=x.dtype)
-    for b in range(B):
-        for v in range(Co):
-            for y in range(H):
-                for xx in range(W):
-                    total = 0.0
-                    for m, (dy, dx) in enumerate(samples_at):          # Eq. 5: sum of samples
-                        ym, xm = y + dy, xx + dx
-                        if not (0 <= ym < H and 0 <= xm < W):
-                            continue                                    # A_pos is 0 outside
-                        sample = 0.0
-                        for t, (ty, tx) in enumerate(taps):             # Eq. 4: taps
-                            py, px = ym + ty, xm + tx
-                            if not (0 <= py < H and 0 <= px < W):
-                                continue                                # x is 0 outside
-                            for u in range(C):
-                                w = V[b, v, t, y, xx] + (U[b, v, u, y, xx] if t == centre else 0.0)
-                                sample += position_attention[b, v, t, ym, xm] * w * x[b, u, py, px]
-                        total += sample_attention[b, v, m, y, xx] * sample
-                    out[b, v, y, xx] = total
+    for b, v, y, xx in np.ndindex(out.shape):                  # every output element, row-major
+        total = 0.0
+        for m, (dy, dx) in enumerate(samples_at):              # Eq. 5: sum of samples
+            ym, xm = y + dy, xx + dx
+            if not (0 <= ym < H and 0 <= xm < W):
+                continue                                        # A_pos is 0 outside
+            sample = 0.0
+            for t, (ty, tx) in enumerate(taps):                 # Eq. 4: taps
+                py, px = ym + ty, xm + tx
+                if not (0 <= py < H and 0 <= px < W):
+                    continue                                    # x is 0 outside
+                for u in range(C):
+                    w = V[b, v, t, y, xx] + (U[b, v, u, y, xx] if t == centre else 0.0)
+                    sample += position_attention[b, v, t, ym, xm] * w * x[b, u, py, px]
+            total += sample_attention[b, v, m, y, xx] * sample
+        out[b, v, y, xx] = total
     return out

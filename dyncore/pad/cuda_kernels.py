@@ -15,10 +15,10 @@ from numba import cuda
 
 from ..autograd import KernelSet
 from ..conv.cuda_kernels import conv2d_grad_bias_kernel
-from ..cuda_bridge import launch, on_kernel_device, unravel4
+from ..cuda_bridge import device_function, launch, on_kernel_device, unravel4
 
 
-@cuda.jit(device=True)
+@device_function
 def add_response(acc, scale, x, weight, b, o, y, xo, dil):
     """``acc + scale * R[b, o, y, xo]``, tap by tap, with ``R`` the response of the ``k x k``
     convolution with dilation ``dil`` (zero padding): the inner sum of Chapter 5, eq-pad-relaxed."""
@@ -38,11 +38,9 @@ def add_response(acc, scale, x, weight, b, o, y, xo, dil):
 
 @cuda.jit(cache=True)
 def pad_forward_kernel(x, weight, bias, gates, dilations, out):
-    n = cuda.grid(1)
-    B, Cout, H, W = out.shape
-    if n >= B * Cout * H * W:
+    b, o, y, xo = unravel4(cuda.grid(1), out.shape)
+    if b >= out.shape[0]:  # a spare thread of the last block
         return
-    b, o, y, xo = unravel4(n, out.shape)
     acc = bias[o]
     for d in range(dilations.shape[0]):
         g = gates[b, d, y, xo]
@@ -54,11 +52,10 @@ def pad_forward_kernel(x, weight, bias, gates, dilations, out):
 
 @cuda.jit(cache=True)
 def pad_grad_input_kernel(grad_out, weight, gates, dilations, grad_x):
-    n = cuda.grid(1)
-    B, Cin, H, W = grad_x.shape
-    if n >= B * Cin * H * W:
+    b, c, yi, xi = unravel4(cuda.grid(1), grad_x.shape)
+    if b >= grad_x.shape[0]:
         return
-    b, c, yi, xi = unravel4(n, grad_x.shape)
+    H, W = grad_x.shape[2], grad_x.shape[3]
     Cout, k = weight.shape[0], weight.shape[2]
     r = (k - 1) // 2
     acc = grad_x.dtype.type(0)
@@ -82,12 +79,11 @@ def pad_grad_input_kernel(grad_out, weight, gates, dilations, grad_x):
 
 @cuda.jit(cache=True)
 def pad_grad_weight_kernel(grad_out, x, gates, dilations, grad_w):
-    n = cuda.grid(1)
-    Cout, Cin, k, _ = grad_w.shape
-    if n >= Cout * Cin * k * k:
+    o, c, i, j = unravel4(cuda.grid(1), grad_w.shape)
+    if o >= grad_w.shape[0]:
         return
-    o, c, i, j = unravel4(n, grad_w.shape)
     B, _, H, W = x.shape
+    k = grad_w.shape[2]
     r = (k - 1) // 2
     acc = grad_w.dtype.type(0)
     for d in range(dilations.shape[0]):
@@ -104,11 +100,9 @@ def pad_grad_weight_kernel(grad_out, x, gates, dilations, grad_w):
 
 @cuda.jit(cache=True)
 def pad_grad_gates_kernel(grad_out, x, weight, dilations, grad_gates):
-    n = cuda.grid(1)
-    B, D, H, W = grad_gates.shape
-    if n >= B * D * H * W:
+    b, d, y, xo = unravel4(cuda.grid(1), grad_gates.shape)
+    if b >= grad_gates.shape[0]:
         return
-    b, d, y, xo = unravel4(n, grad_gates.shape)
     acc = grad_gates.dtype.type(0)
     # sum_o G[b, o, y, xo] * R_d[b, o, y, xo]: every dilation's response, selected or not
     for o in range(weight.shape[0]):

@@ -22,21 +22,18 @@ def adaptive_dilation_conv_loops(x, weight, bias, gates, dilations):
     Cout, _, k, _ = weight.shape
     r = (k - 1) // 2
     out = np.zeros((B, Cout, H, W), dtype=x.dtype)
-    for b in range(B):
-        for o in range(Cout):
-            for y in range(H):
-                for xx in range(W):
-                    total = 0.0
-                    for d, dil in enumerate(dilations):
-                        # the response of the plain convolution with dilation dil at (y, xx)
-                        response = 0.0
-                        for c in range(Cin):
-                            for i in range(k):
-                                for j in range(k):
-                                    yi = y + (i - r) * dil
-                                    xi = xx + (j - r) * dil
-                                    if 0 <= yi < H and 0 <= xi < W:
-                                        response += weight[o, c, i, j] * x[b, c, yi, xi]
-                        total += gates[b, d, y, xx] * response
-                    out[b, o, y, xx] = total + (0.0 if bias is None else bias[o])
+    for b, o, y, xx in np.ndindex(out.shape):  # every output element, row-major
+        total = 0.0
+        for d, dil in enumerate(dilations):
+            # the response of the plain convolution with dilation dil at (y, xx)
+            response = 0.0
+            for c in range(Cin):
+                for i in range(k):
+                    for j in range(k):
+                        yi = y + (i - r) * dil
+                        xi = xx + (j - r) * dil
+                        if 0 <= yi < H and 0 <= xi < W:
+                            response += weight[o, c, i, j] * x[b, c, yi, xi]
+            total += gates[b, d, y, xx] * response
+        out[b, o, y, xx] = total + (0.0 if bias is None else bias[o])
     return out
