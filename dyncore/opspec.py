@@ -116,7 +116,10 @@ class LayerSpec:
     ``make(channels, backend)`` returns a ``channels -> channels`` module with a same-size output
     (kernel size 3); ``parameter_formula(channels)`` is its parameter count by the paper's formula;
     ``local_field`` the side of the window one output pixel reads through local paths;
-    ``global_context`` whether its filters also depend on a pooling of the whole image.
+    ``global_context`` whether its filters also depend on a pooling of the whole image;
+    ``training_backend`` the CPU backend that trains it fastest at Chapter 7's size (timed when
+    the side-by-side experiment was set up, and fixed so that its runs repeat exactly);
+    ``headline`` the paper's headline figure for the layer against its baseline, as quoted.
     """
 
     name: str
@@ -126,6 +129,8 @@ class LayerSpec:
     local_field: int
     global_context: bool = False
     description: str = ""
+    training_backend: str = "numba"
+    headline: str = ""
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,8 @@ def _make_layer(channels: int, backend: str = "auto"):
 
 
 LAYER = LayerSpec("conv", "", _make_layer, conv_parameter_formula, local_field=KERNEL_SIZE,
-                  description="a plain 3 x 3 convolution, the baseline (Chapter 1)")
+                  description="a plain 3 x 3 convolution, the baseline (Chapter 1)",
+                  training_backend="torch")
 
 SPECS = (
     OpSpec("conv2d", conv2d, chapter=1, equation="eq-conv", sample_inputs=sample_inputs,

@@ -218,7 +218,10 @@ def _make_layer(channels: int, backend: str = "auto"):
 
 LAYER = LayerSpec("DDF", "ddf2021", _make_layer, ddf_parameter_formula, local_field=KERNEL_SIZE,
                   global_context=True,
-                  description="DDF: decoupled spatial x channel filters (Chapter 6)")
+                  description="DDF: decoupled spatial x channel filters (Chapter 6)",
+                  training_backend="numba",
+                  headline="top-1 79.1% vs 77.2% with 16.8M vs 25.6M parameters, DDF-ResNet-50 vs "
+                           "ResNet-50 (Table 4, ImageNet)")
 
 SPECS = (
     OpSpec("ddf", ddf, chapter=6, equation="eq-ddf-op", sample_inputs=sample_inputs,

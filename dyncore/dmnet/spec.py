@@ -157,7 +157,9 @@ def _make_layer(channels: int, backend: str = "auto"):
 # Local field 3: the 3x3 depthwise filter; its filters also pool the whole image (global context).
 LAYER = LayerSpec("DCM", "dmnet2019", _make_layer, dcm_parameter_formula, local_field=3,
                   global_context=True,
-                  description="DCM: a 3x3 depthwise filter per image, generated from pooled context (Chapter 4)")
+                  description="DCM: a 3x3 depthwise filter per image, generated from pooled context (Chapter 4)",
+                  training_backend="torch",
+                  headline="mIoU 78.21 vs 69.83, DMNet vs the FCN without DCMs (Table 5, ResNet-50, VOC val)")
 
 SPECS = (
     OpSpec("context_filter", context_filter, chapter=4, equation="eq-dmnet-context-filter",

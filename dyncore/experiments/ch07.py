@@ -22,6 +22,16 @@ under the pixel) and context (the coarse cells need more than the baseline's 9 x
 (:func:`measure`): mIoU (:func:`dyncore.experiments.metrics.mean_iou`) and accuracy on a held-out
 split, parameters, FLOPs, CPU latency ratios and the effective receptive field; the result is a
 :class:`dyncore.experiments.ch07_report.ComparisonTable`, which that module also plots.
+
+**The recorded experiment** ``07_side_by_side`` (:data:`SIDE_BY_SIDE`, run by
+:mod:`dyncore.experiments.runner`, results in ``results/experiments/07_side_by_side.json``): every
+layer over the same seeds (each seed gives every layer the same stem and head weights and the
+same batches), each at its own learning rate chosen on a validation split, each on the CPU
+backend of :data:`TRAINING_BACKENDS`; per seed, :func:`side_by_side_trial` records mIoU, accuracy
+(overall, fine and coarse cells), losses, the error rate by distance to a bar's edge, the trained
+network's ERF and the parameters and FLOPs. :func:`side_by_side_claims` lists what Chapter 7
+tests on it (each dynamic layer against the convolution), decided by
+:func:`dyncore.experiments.verdicts.verdict`.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from tqdm.auto import tqdm
 
 from .. import bench
 from .. import validation as V
-from ..opspec import get_layer_spec, layer_specs
+from ..opspec import get_layer_spec, get_spec, layer_specs
 from ..receptive_field import effective_receptive_field, erf_radius, receptive_field
 from ..training import train_steps
 from ..utils import count_flops, count_parameters, num_threads, set_seed
@@ -47,7 +57,9 @@ from .metrics import mean_iou
 __all__ = ["layer_names", "baseline", "global_context", "make_layer", "parameter_formula",
            "theoretical_receptive_field", "SideBySideNet", "make_model", "make_task", "train_model",
            "evaluate_model", "error_by_edge_distance", "ddf_active_squeeze_units", "measure_erf",
-           "CPU_BACKENDS", "latency", "fastest", "pick_training_backend", "measure", "side_by_side"]
+           "CPU_BACKENDS", "latency", "fastest", "pick_training_backend", "measure", "side_by_side",
+           "TRAINING_BACKENDS", "EDGE_DISTANCES", "prepare_side_by_side", "held_out_loss", "side_by_side_trial",
+           "SIDE_BY_SIDE", "EXPERIMENTS", "side_by_side_claims", "PAPER_FIGURES"]
 
 
 # --------------------------------------------------------------------------- the layers (read from the specs)
@@ -336,3 +348,128 @@ def side_by_side(layers: Sequence[str] | None = None, steps: int = 200, channels
             models[name] = model.set_backend("auto")
     table, extras = measure(models, histories, test, min_run_time=min_run_time)
     return table, models, histories, extras
+
+
+# --------------------------------------------------------------------------- the recorded experiment
+
+#: The CPU backend each layer trains with in the recorded run (its spec's ``training_backend``:
+#: the faster one for a training step at batch 16 on this machine, timed when the experiment was
+#: set up; fixed so that a re-run, and the freshness check, compute exactly the same numbers).
+TRAINING_BACKENDS = {spec.name: spec.training_backend for spec in layer_specs()}
+#: Distances (pixels) to a coarse bar's edge at which each run's error rate is recorded.
+EDGE_DISTANCES = 5
+
+
+def prepare_side_by_side(config: dict) -> dict:
+    """The three splits of the stripes task (:func:`dyncore.experiments.ch05.prepare_stripes`)."""
+    from .ch05 import prepare_stripes
+
+    return prepare_stripes(config)
+
+
+@torch.no_grad()
+def held_out_loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> float:
+    """Mean cross-entropy per pixel of ``model`` on ``data`` (the caller sets eval mode)."""
+    total = 0.0
+    for start in range(0, len(data.images), batch_size):
+        logits = model(data.images[start:start + batch_size])
+        total += F.cross_entropy(logits, data.labels[start:start + batch_size], reduction="sum").item()
+    return total / data.labels.numel()
+
+
+def side_by_side_trial(t) -> dict:
+    """One layer in the slot (``t.variant``), one seed: count its parameters and FLOPs (with
+    elementwise work, on the ``"torch"`` backend), train it on the training split with its
+    :data:`TRAINING_BACKENDS` backend, and measure it on ``t.split``: mIoU, accuracy, accuracy
+    in fine and coarse cells, the loss, the error rate by distance to a bar's edge, the trained
+    network's ERF and, for DDF, its active squeeze units."""
+    c = t.config
+    name = t.variant
+    model = make_model(name, c["channels"], seed=t.seed)
+    train, val, held = t.data["train"], t.data["val"], t.data[t.split]
+    x1 = train.images[:1]
+    model.eval().set_backend("torch")
+    with torch.no_grad():
+        features = model.stem(x1)
+    t.record["parameters"] = count_parameters(model)
+    t.record["flops"] = count_flops(model, x1, elementwise=True)
+    t.record["layer_parameters"] = count_parameters(model.layer)
+    t.record["layer_flops"] = count_flops(model.layer, features, elementwise=True)
+    model.train().set_backend(c["backends"][name])
+    gen = torch.Generator().manual_seed(1000 + t.seed)
+
+    def batch_loss(step):
+        idx = torch.randint(0, len(train.images), (c["batch_size"],), generator=gen)
+        return F.cross_entropy(model(train.images[idx]), train.labels[idx])
+
+    t.train(model, batch_loss, c["steps"], validate=lambda: held_out_loss(model, val),
+            eval_every=c["eval_every"], desc=f"{name} seed {t.seed}")
+    scores = evaluate_model(model, held)
+    metrics = {"miou": scores["miou"], "accuracy": scores["accuracy"], "fine_accuracy": scores["fine"],
+               "coarse_accuracy": scores["coarse"], "val_loss": t.record["curves"]["val_loss"][-1][1]}
+    if t.split == "test":
+        model.eval()
+        metrics["test_loss"] = held_out_loss(model, held)
+        edges = error_by_edge_distance(model, held, EDGE_DISTANCES - 1)
+        metrics.update({f"edge_error_{d}": e for d, e in enumerate(edges)})
+        erf = measure_erf(model, samples=c["erf_samples"])
+        metrics["erf_radius"], metrics["erf_support"] = erf["radius"], erf["support"]
+        units = ddf_active_squeeze_units(model, held)
+        if units is not None:
+            metrics["ddf_active_units"], metrics["ddf_units"] = units
+    return metrics
+
+
+def _side_by_side_experiment():
+    from .runner import Experiment
+
+    return Experiment(
+        name="07_side_by_side", chapter=7,
+        title="Every layer of the book in one slot of one network, stripes task",
+        variants=layer_names(),
+        config={"n_train": 1024, "n_val": 256, "n_test": 512, "seed_train": 1, "seed_val": 3, "seed_test": 2,
+                "size": 32, "cell": 16, "tile": 4, "fine_period": 2, "coarse_period": 16, "noise": 0.5,
+                "channels": 8, "backends": dict(TRAINING_BACKENDS), "steps": 400, "batch_size": 16,
+                "eval_every": 20, "erf_samples": 8, "lr": 1e-2},
+        quick={"n_train": 128, "n_val": 32, "n_test": 32, "steps": 20, "eval_every": 10, "erf_samples": 2},
+        prepare=prepare_side_by_side, trial=side_by_side_trial,
+        lr_grid=(3e-3, 1e-2, 3e-2, 1e-1), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+        description="Segmentation of the stripes task (Chapter 5's: the orientation of the stripes at "
+                    "every pixel; fine cells need a small window, coarse ones a wide one). One network, "
+                    "stem (two 3x3 convolutions, 8 channels) -> slot -> ReLU -> 3x3 convolution -> 1x1 "
+                    "classifier; the slot holds the plain 3x3 convolution (the baseline) or one of the "
+                    "book's dynamic layers with k = 3, each as its operator's spec builds it. The same "
+                    "seed gives every network the same stem and head. Adam with a one-cycle schedule, "
+                    "batches of 16 drawn by the same seeded generator for every layer; learning rate "
+                    "per layer from the grid by the final validation loss of seed 0.",
+        matched="not matched: each layer at its natural size for 8 -> 8 channels (the same stem and "
+                "head around it); parameters and FLOPs of the layer and of the whole network are "
+                "recorded next to its accuracy.",
+    )
+
+
+SIDE_BY_SIDE = _side_by_side_experiment()
+EXPERIMENTS = (SIDE_BY_SIDE,)
+
+
+def side_by_side_claims(result: dict) -> tuple:
+    """Each dynamic layer of a recorded ``07_side_by_side`` run against the plain convolution
+    on test mIoU (decided by :func:`dyncore.experiments.verdicts.verdict`), with the paper's
+    headline figure for what its layer brings over a plain convolution."""
+    from .verdicts import Claim
+
+    base = baseline()
+    out = [Claim(f"{name} in the slot beats the 3x3 convolution on mIoU", "miou", name, base,
+                 paper=PAPER_FIGURES.get(name, "no figure"), source="Chapter 7")
+           for name in result["variants"] if name != base]
+    wide = get_spec("large_sampling_filter").layer.name
+    if wide in result["variants"]:
+        out.append(Claim(f"{wide} widens the effective receptive field over the 3x3 convolution", "erf_radius",
+                         wide, base, paper=f"Fig. 1: one {wide} layer enlarges the ERF (qualitative)",
+                         source="Chapter 7"))
+    return tuple(out)
+
+
+#: Each layer's paper: its headline figure for the layer against a plain (or its own static)
+#: baseline, as the book's chapters quote it.
+PAPER_FIGURES = {spec.name: spec.headline for spec in layer_specs() if spec.headline}

@@ -12,7 +12,9 @@ from .. import validation as V
 from ..opspec import layer_specs
 from .ch05 import StripeData
 
-__all__ = ["COLUMNS", "ComparisonTable", "X_AXES", "Y_LABELS", "colour", "plot_comparison", "plot_errors"]
+__all__ = ["COLUMNS", "ComparisonTable", "X_AXES", "Y_LABELS", "colour", "plot_comparison", "plot_errors",
+           "summary", "format_summary", "plot_curves", "plateau", "PaperClaim", "PAPER_CLAIMS", "claims_for",
+           "DERIVED", "NOT_TESTED", "FindingsTable", "findings", "with_recorded"]
 
 
 #: The table's columns: (key, header, format).
@@ -194,3 +196,318 @@ def plot_errors(models: dict, data: StripeData, index: int = 0, fig=None):
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- the recorded side-by-side
+
+#: The side-by-side's summary columns: (metric, header, digits).
+SUMMARY_METRICS = (("miou", "test mIoU", 3), ("accuracy", "accuracy", 3), ("fine_accuracy", "fine cells", 3),
+                   ("coarse_accuracy", "coarse cells", 3), ("test_loss", "test loss", 3),
+                   ("erf_radius", "ERF r95", 1))
+
+
+def summary(result: dict, metrics=SUMMARY_METRICS) -> list[dict]:
+    """One row per layer of a recorded ``07_side_by_side`` run: its learning rate, parameters and
+    FLOPs (layer and network; FLOPs with elementwise work, per 32 x 32 image), and for each of
+    ``metrics`` the mean, standard deviation and number of seeds, with a ``"m ± s"`` text."""
+    from .verdicts import mean_std, values
+
+    rows = []
+    for name, entry in result["variants"].items():
+        first = entry["runs"][0]
+        row = {"layer": name, "lr": entry["lr"], "parameters": entry["parameters"], "flops": entry["flops"],
+               "layer_parameters": first["layer_parameters"], "layer_flops": first["layer_flops"],
+               "train_seconds": sum(r["train_seconds"] for r in entry["runs"]) / len(entry["runs"])}
+        for metric, _, digits in metrics:
+            m, s, n = mean_std(values(result, name, metric))
+            row[metric] = (m, s, n)
+            row[f"{metric}_text"] = f"{m:.{digits}f} ± {s:.{digits}f}"
+        rows.append(row)
+    return rows
+
+
+def format_summary(rows: list[dict], metrics=SUMMARY_METRICS) -> str:
+    """:func:`summary`'s rows as a text table."""
+    head = ["layer", "lr", "layer params", "network params", "layer MFLOPs"] + [h for _, h, _ in metrics] + ["train s"]
+    body = [[r["layer"], f"{r['lr']:g}", f"{r['layer_parameters']:,}", f"{r['parameters']:,}",
+             f"{r['layer_flops'] / 1e6:.2f}"] + [r[f"{m}_text"] for m, _, _ in metrics]
+            + [f"{r['train_seconds']:.0f}"] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def plot_curves(result: dict, keys=("val_loss", "train_loss"), fig=None):
+    """The loss curves of a recorded run, one panel per key: the mean over the seeds of each
+    layer (its colour), shaded between the lowest and the highest seed."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    keys = tuple(keys)
+    recorded = set(next(iter(result["variants"].values()))["runs"][0]["curves"])
+    if not keys or any(k not in recorded for k in keys):
+        raise ValueError(f"keys must name recorded curves, some of {sorted(recorded)}; got {keys}")
+    if fig is None:
+        fig = plt.figure(figsize=(6 * len(keys), 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    titles = {"val_loss": "validation loss", "train_loss": "training loss (window means)"}
+    for key, ax in zip(keys, axes):
+        for name, entry in result["variants"].items():
+            curves = np.array([[p[1] for p in r["curves"][key]] for r in entry["runs"]])
+            steps = [p[0] for p in entry["runs"][0]["curves"][key]]
+            ax.plot(steps, curves.mean(0), color=colour(name), label=name)
+            ax.fill_between(steps, curves.min(0), curves.max(0), color=colour(name), alpha=0.2)
+        ax.set(xlabel="step", ylabel="cross-entropy per pixel", yscale="log", title=titles.get(key, key))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def plateau(result: dict, key: str = "val_loss", last: float = 0.25) -> dict:
+    """For each variant: how much its mean ``key`` curve still fell over the last ``last`` of
+    training, as a fraction of its final value (0: flat; negative: it rose)."""
+    import numpy as np
+
+    out = {}
+    for name, entry in result["variants"].items():
+        curves = np.array([[p[1] for p in r["curves"][key]] for r in entry["runs"]]).mean(0)
+        steps = np.array([p[0] for p in entry["runs"][0]["curves"][key]])
+        before = curves[np.searchsorted(steps, steps[-1] * (1 - last))]
+        out[name] = float((before - curves[-1]) / curves[-1])
+    return out
+
+
+# --------------------------------------------------------------------------- the findings table
+
+@dataclass(frozen=True)
+class PaperClaim:
+    """A claim of one of the five papers, and the recorded experiments that test it (by name);
+    ``chapter`` is the chapter that tests it, or would."""
+
+    paper: str
+    claim: str
+    figure: str
+    chapter: int
+    experiments: tuple[str, ...] = ()
+
+
+#: Every claim of the five papers the book sets out to test, by paper. A claim whose experiments
+#: have no recorded result is listed by :func:`findings` as not tested yet.
+PAPER_CLAIMS = (
+    PaperClaim("DFN", "dynamic filters beat a static network of about the same size",
+               "moving MNIST, lower error (figures not quoted)", 2, ("02_dfn_moving_digits",)),
+    PaperClaim("DFN", "filters generated per pixel adapt to the input on a dense task",
+               "no figure (the paper's premise)", 7, ("07_side_by_side",)),
+    PaperClaim("LS-DFN", "an LS-DFN layer lowers the flow error of the plain network",
+               "aEPE 2.88 vs 3.67 (Table 6, FlowNets, s = 7)", 3, ("03_lsdfn_flow",)),
+    PaperClaim("LS-DFN", "LS-DFN converges to a lower training loss",
+               "Fig. 8 (FlowNets and FlowNetC)", 3, ("03_lsdfn_flow",)),
+    PaperClaim("LS-DFN", "attention over the samples and the residual constants help",
+               "Tables 2-4 (detection mAP)", 3, ("03_lsdfn_flow",)),
+    PaperClaim("LS-DFN", "a large sampling field widens the effective receptive field",
+               "Fig. 1 (qualitative)", 7, ("07_side_by_side",)),
+    PaperClaim("DMNet", "generated (context-aware) filters beat fixed ones of the same sizes",
+               "mIoU 78.21 vs 71.88 for {1,3,5,7} (Table 1)", 4, ("04_dmnet_table1",)),
+    PaperClaim("DMNet", "DCMs beat the FCN without them", "mIoU 78.21 vs 69.83 (Table 5)", 4,
+               ("04_dmnet_table1",)),
+    PaperClaim("DMNet", "context from the highest stage gives the best filters",
+               "mIoU 78.21 (Stage5) vs 75.85 (Stage4) (Table 4)", 4, ("04_dmnet_table4",)),
+    PaperClaim("DMNet", "DMNet beats ASPP and other multi-scale heads",
+               "mIoU 78.21 vs 77.60 for ASPP {6,12,24,36} (Table 2)", 4),
+    PaperClaim("PAD-Nets", "PAD beats the vanilla network", "mIoU 66.5 vs 64.7 (Table 2)", 5,
+               ("05_pad_dilation",)),
+    PaperClaim("PAD-Nets", "larger dilations are chosen for larger structures", "Fig. 4 (qualitative)", 5,
+               ("05_pad_dilation",)),
+    PaperClaim("PAD-Nets", "the layer helps most in the deepest block (layer placement)",
+               "mIoU 66.5 at conv5 vs 64.7 at conv4 and 63.9 at conv3 (Table 1, VGG-16 FCN-8s)", 5),
+    PaperClaim("PAD-Nets", "Markov aggregation beats the gated and recurrent ones",
+               "mIoU 66.5 vs 65.5 vs 65.3 (Table 2, VGG-16 FCN-8s)", 5),
+    PaperClaim("DDF", "DDF-ResNet beats ResNet with fewer parameters and FLOPs",
+               "top-1 79.1% vs 77.2%, 16.8M vs 25.6M parameters (Table 4)", 6, ("06_ddf_resnet",)),
+    PaperClaim("DDF", "spatial and channel filters together beat either alone",
+               "top-1 79.1% vs 78.7% (channel only) and 74.4% (spatial only) (Table 3a)", 6,
+               ("06_ddf_resnet", "06_ddf_ablations")),
+    PaperClaim("DDF", "filter normalization beats sigmoid and batch normalization",
+               "top-1 79.1% vs 78.2% (sigmoid) and 76.0% (batch norm) (Table 3b)", 6,
+               ("06_ddf_resnet", "06_ddf_ablations")),
+    PaperClaim("DDF", "without filter normalization training is unstable", "Sec. 3.2 (not measured)", 6,
+               ("06_ddf_stability",)),
+    PaperClaim("DDF", "DDF-Up beats a conv network and PAC at joint depth upsampling",
+               "lower RMSE at 4x, 8x and 16x (Table 7)", 6, ("06_ddfup_depth",)),
+)
+
+
+def claims_for(result: dict) -> list:
+    """The claims the book tests on a recorded result, found in its chapter's module
+    (``dyncore.experiments.chNN``): its ``CLAIMS[name](result)`` if the module has that
+    mapping, otherwise every function of the module whose name ends in ``claims`` (called with
+    the result, or with nothing) and every tuple constant whose name ends in ``CLAIMS``, whose
+    claims all name variants and metrics the result holds. Claims on a derived
+    result (:data:`DERIVED`) are added as ``(derived_result, claim)`` pairs; the others come as
+    ``(result, claim)``."""
+    import importlib
+    import inspect
+
+    from .verdicts import Claim
+
+    try:
+        module = importlib.import_module(f"{__package__}.ch{int(result['chapter']):02d}")
+    except ImportError:
+        return []
+
+    def holds_all(claims) -> bool:
+        return bool(claims) and all(
+            isinstance(c, Claim) and c.a in result["variants"] and c.b in result["variants"]
+            and all(c.metric in r.get("metrics", {}) for v in (c.a, c.b) for r in result["variants"][v]["runs"])
+            for c in claims)
+
+    explicit = getattr(module, "CLAIMS", None)
+    if isinstance(explicit, dict) and result["name"] in explicit:
+        found = list(explicit[result["name"]](result))
+    else:
+        found, names = [], set()
+        for attr, value in inspect.getmembers(module):
+            if inspect.isfunction(value) and attr.endswith("claims") and value.__module__ == module.__name__:
+                try:  # claims(result), or claims() for a chapter with one experiment
+                    takes_result = bool(inspect.signature(value).parameters)
+                    claims = tuple(value(result) if takes_result else value())
+                except Exception:  # a function for another experiment of the chapter
+                    continue
+            elif attr.endswith("CLAIMS") and isinstance(value, tuple):
+                claims = value  # a constant tuple of claims
+            else:
+                continue
+            if holds_all(claims):  # every claim of it names this result's variants and metrics
+                for c in claims:
+                    if c.name not in names:
+                        names.add(c.name)
+                        found.append(c)
+    pairs = [(result, c) for c in found]
+    derive = DERIVED.get(result["name"])
+    if derive is not None:
+        pairs += derive(result)
+    return pairs
+
+
+def _pad_zones(result: dict) -> list:
+    from . import ch05
+
+    out = [(ch05.zone_result(result), ch05.ZONE_CLAIMS[0])]
+    metrics = result["variants"]["PAD markov"]["runs"][0]["metrics"]
+    if "dilation_edge_3" in metrics and "dilation_edge_0" in metrics:
+        out.append((ch05.zone_result(result, metrics=("dilation_edge_3", "dilation_edge_0"),
+                                     names=("3 pixels", "0 pixels")), ch05.ZONE_CLAIMS[1]))
+    return out
+
+
+#: Claims made on a result derived from a recorded one (a variant's measurements compared with
+#: each other), by experiment name.
+DERIVED = {"05_pad_dilation": _pad_zones}
+
+NOT_TESTED = "not tested yet"
+
+
+def _ours(v, digits: int = 4) -> str:
+    def fmt(m):
+        return f"{m[0]:.{digits}g} ± {m[1]:.2g} (n={m[2]})"
+    return f"{v.claim.a}: {fmt(v.a)}; {v.claim.b}: {fmt(v.b)}"
+
+
+@dataclass(repr=False)
+class FindingsTable:
+    """The book's findings: one row per claim tested on a recorded result (``experiment``,
+    ``chapter``, ``claim``, ``paper``, ``ours``, ``p``, ``verdict``), then one per claim of
+    :data:`PAPER_CLAIMS` that no recorded result tests yet (``verdict`` :data:`NOT_TESTED`)."""
+
+    rows: list[dict]
+    recorded: list[str]
+
+    HEAD = (("chapter", "ch."), ("experiment", "experiment"), ("claim", "claim"), ("paper", "paper's figure"),
+            ("ours", "ours (mean ± std, n seeds)"), ("verdict", "verdict"))
+
+    def counts(self) -> dict:
+        out: dict = {}
+        for r in self.rows:
+            out[r["verdict"]] = out.get(r["verdict"], 0) + 1
+        return out
+
+    def tested(self) -> list[dict]:
+        return [r for r in self.rows if r["verdict"] != NOT_TESTED]
+
+    def untested(self) -> list[dict]:
+        return [r for r in self.rows if r["verdict"] == NOT_TESTED]
+
+    def __str__(self) -> str:
+        lines = []
+        for r in self.rows:
+            p = "" if r["p"] is None or r["p"] != r["p"] else f" (p = {r['p']:.2g})"
+            lines.append(f"[ch. {r['chapter']}] {r['experiment']}: {r['claim']}\n"
+                         f"    paper: {r['paper']}\n    ours:  {r['ours']}\n    verdict: {r['verdict']}{p}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        th = "".join(f"<th>{h}</th>" for _, h in self.HEAD)
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k, _ in self.HEAD) + "</tr>"
+                      for r in self.rows)
+        return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def findings(folder=None) -> FindingsTable:
+    """The findings table from every recorded result in ``folder`` (default
+    ``results/experiments/``): each claim its chapter tests on it (:func:`claims_for`), decided by
+    :func:`dyncore.experiments.verdicts.verdict` (Welch's t-test at 5%), then the claims of
+    :data:`PAPER_CLAIMS` that no recorded result tests yet, with the chapter that would."""
+    import math
+    import pathlib
+
+    from . import runner
+    from .verdicts import verdict
+
+    folder = pathlib.Path(runner.RESULTS if folder is None else folder)
+    if not folder.is_dir():
+        raise ValueError(f"folder must be a folder of recorded results; got {str(folder)!r}")
+    rows, recorded = [], []
+    for path in sorted(folder.glob("*.json")):
+        result = runner.load(path)
+        recorded.append(result["name"])
+        pairs = claims_for(result)
+        if not pairs:
+            rows.append({"chapter": result["chapter"], "experiment": result["name"],
+                         "claim": result["title"], "paper": "", "ours": "recorded; its chapter states no claims "
+                         "on it yet", "p": None, "verdict": NOT_TESTED})
+        for data, claim in pairs:
+            v = verdict(data, claim)
+            rows.append({"chapter": result["chapter"], "experiment": result["name"], "claim": claim.name,
+                         "paper": claim.paper, "ours": _ours(v), "p": v.p_value if math.isfinite(v.p_value) else None,
+                         "verdict": v.verdict})
+    for pc in PAPER_CLAIMS:
+        if not any(name in recorded for name in pc.experiments):
+            where = (f"Chapter {pc.chapter} would test it"
+                     + (f" ({' or '.join(pc.experiments)}, not recorded)" if pc.experiments else ""))
+            rows.append({"chapter": pc.chapter, "experiment": "-", "claim": f"{pc.paper}: {pc.claim}",
+                         "paper": pc.figure, "ours": where, "p": None, "verdict": NOT_TESTED})
+    return FindingsTable(rows, recorded)
+
+
+def with_recorded(table: ComparisonTable, result: dict,
+                  columns=(("miou", "miou"), ("accuracy", "accuracy"), ("fine", "fine_accuracy"),
+                           ("coarse", "coarse_accuracy"))) -> ComparisonTable:
+    """``table`` (costs measured here) with its accuracy ``columns`` replaced by the means over
+    the seeds of a recorded ``07_side_by_side`` run (``(column, metric)`` pairs); layers the run
+    lacks keep their own values."""
+    from .verdicts import mean_std, values
+
+    rows = []
+    for r in table.rows:
+        r = dict(r)
+        if r["layer"] in result["variants"]:
+            for col, metric in columns:
+                r[col] = mean_std(values(result, r["layer"], metric))[0]
+        rows.append(r)
+    return ComparisonTable(rows, {**table.notes, "accuracy": f"means over the seeds of {result['name']}"})

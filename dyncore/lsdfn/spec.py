@@ -237,7 +237,9 @@ def _make_layer(channels: int, backend: str = "auto"):
 LAYER = LayerSpec("LS-DFN", "lsdfn2018", _make_layer, lsdfn_parameter_formula,
                   local_field=(LAYER_SAMPLES - 1) * LAYER_SAMPLE_STRIDE + KERNEL_SIZE + 2,
                   description=f"LS-DFN: s = {LAYER_SAMPLES} samples at stride {LAYER_SAMPLE_STRIDE}, "
-                              "a feature branch of C/2 channels (Chapter 3)")
+                              "a feature branch of C/2 channels (Chapter 3)",
+                  training_backend="numba",
+                  headline="aEPE 2.88 vs 3.67, FlowNets + LS-DFN (s = 7) vs FlowNets (Table 6, FlyingChairs)")
 
 SPECS = (
     OpSpec("large_sampling_filter", large_sampling_filter, chapter=3, equation="eq-lsdfn",

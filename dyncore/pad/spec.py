@@ -190,7 +190,9 @@ def _make_layer(channels: int, backend: str = "auto"):
 
 LAYER = LayerSpec("PAD", "padnets2020", _make_layer, pad_parameter_formula,
                   local_field=(KERNEL_SIZE - 1) * max(PAD_DILATIONS) + 1, global_context=False,
-                  description="PAD: dilation 1, 2 or 4 per pixel (Chapter 5)")
+                  description="PAD: dilation 1, 2 or 4 per pixel (Chapter 5)",
+                  training_backend="torch",
+                  headline="mIoU 66.5 vs 64.7, PAD vs the vanilla network (Table 2, VGG-16 FCN-8s, VOC)")
 
 SPECS = (
     OpSpec("adaptive_dilation_conv", adaptive_dilation_conv, chapter=5, equation="eq-pad-relaxed",
