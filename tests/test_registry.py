@@ -29,7 +29,9 @@ COINCIDENCES = {
     "experiments/ch04.py": {"depthwise": "a kind of Chapter 4's Table 1 head ('depthwise': fixed filters, 'DMNet')"},
     "experiments/ch05.py": {"pad": "the kind of Chapter 5's stripes body ('fixed', 'multi', 'pad')"},
     "experiments/ch06.py": {"conv": "a choice of Chapter 6's ResNet slot ('conv', 'dwconv', 'ddf')",
-                            "ddf": "a choice of Chapter 6's ResNet slot and decoder"},
+                            "ddf": "a choice of Chapter 6's ResNet slot and decoder",
+                            "DDF": "a network of Chapter 6's recorded ResNet table (the DDF-ResNet)",
+                            "depthwise": "a network of Chapter 6's recorded ResNet table"},
     "figures.py": {name: "a label drawn in a schematic figure (the function or module it shows)"
                    for name in ("conv2d", "ddf", "DCM", "DDF")},
     # not a coincidence: a use of the registry by name, as the command line's default choice

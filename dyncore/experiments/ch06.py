@@ -40,6 +40,15 @@ convolution of the upsampled features concatenated with the guidance features of
 the upsampler is a guided :class:`~dyncore.ddf.modules.DDFUp` (``decoder="ddf"``, DDF-Up-Net)
 or bilinear interpolation (``decoder="conv"``, the plain convolutional decoder). Both predict a
 residual over the bicubic upsampling of the input, so the two differ only in the upsampler.
+
+**The recorded experiments** (:data:`EXPERIMENTS`, run by :mod:`dyncore.experiments.runner`):
+``06_ddf_resnet`` trains the DDF-ResNet, a convolutional and a depthwise ResNet of the same
+parameter count (:data:`CLASSIFIERS`, widths from :func:`matched_width`) and the Table 3a/3b
+ablations with the paper's optimizer, each at its learning rate from a grid, over five seeds;
+``06_ddf_stability`` trains filter normalization, a sigmoid and no normalization at five times
+the paper's learning rate. Each run also records what instability would show
+(:func:`instability`, the largest validation loss, :func:`largest_tap`); :func:`claims` and
+:data:`STABILITY_CLAIMS` are what the chapter tests on them.
 """
 
 from __future__ import annotations
@@ -56,6 +65,8 @@ from .. import validation as V
 from ..ddf import DDF, DDFUp
 from ..training import train_steps
 from ..utils import count_flops, count_parameters  # noqa: F401  (the chapter calls them from here)
+from .runner import Experiment, Trial
+from .verdicts import Claim
 
 
 class DigitData(NamedTuple):
@@ -269,16 +280,25 @@ class Bottleneck(nn.Module):
 
 class TinyResNet(nn.Module):
     """Stem ``3 x 3`` conv (1 -> 32), bottlenecks 32-16-32, 32-32-64 (stride 2), 64-64-128
-    (stride 2), global average pooling, linear classifier."""
+    (stride 2), global average pooling, linear classifier. ``width`` multiplies every channel
+    count (rounded, at least 1): how the experiment matches the parameters of the baselines."""
 
     BLOCKS = ((32, 16, 32, 1), (32, 32, 64, 2), (64, 64, 128, 2))
 
-    def __init__(self, layer="conv", num_classes=10, in_channels=1, ddf_options=None, backend="auto"):
+    def __init__(self, layer="conv", num_classes=10, in_channels=1, ddf_options=None, backend="auto",
+                 width: float = 1.0):
         super().__init__()
-        self.layer = layer
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
-        self.blocks = nn.Sequential(*(Bottleneck(i, m, o, s, layer, ddf_options, backend) for i, m, o, s in self.BLOCKS))
-        self.fc = nn.Linear(self.BLOCKS[-1][2], num_classes)
+        width = V.check_positive_number("width", width)
+        self.layer, self.width = layer, width
+
+        def w(c):
+            return max(1, int(round(c * width)))
+
+        blocks = tuple((w(i), w(m), w(o), s) for i, m, o, s in self.BLOCKS)
+        stem = blocks[0][0]
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU())
+        self.blocks = nn.Sequential(*(Bottleneck(i, m, o, s, layer, ddf_options, backend) for i, m, o, s in blocks))
+        self.fc = nn.Linear(blocks[-1][2], num_classes)
 
     def forward(self, x):
         return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
@@ -395,3 +415,218 @@ def depth_rmse(model: DepthUpNet, test: DepthBatch) -> tuple[float, torch.Tensor
     model.eval()
     pred = torch.cat([model(test.low[i:i + 8], test.rgb[i:i + 8]) for i in range(0, len(test.low), 8)]).clamp(0, 1)
     return rmse(pred, test.depth, test.valid), pred
+
+
+# --------------------------------------------------------------------------------------------
+# The recorded experiments (run by dyncore.experiments.runner)
+# --------------------------------------------------------------------------------------------
+
+#: The networks of ``06_ddf_resnet``: ``(layer, ddf_options, width)`` by variant name. The widths
+#: of the convolutional and depthwise networks make their parameter counts match the DDF-ResNet's
+#: (within 1%, see :func:`matched_width`); the ablations keep the DDF-ResNet's widths.
+CLASSIFIERS = {
+    "conv": ("conv", None, 0.74),
+    "depthwise": ("dwconv", None, 1.21),
+    "DDF": ("ddf", None, 1.0),
+    "DDF, spatial only": ("ddf", {"filters": "spatial"}, 1.0),
+    "DDF, channel only": ("ddf", {"filters": "channel"}, 1.0),
+    "DDF + batch norm": ("ddf", {"normalization": "batch"}, 1.0),
+    "DDF + sigmoid": ("ddf", {"normalization": "sigmoid"}, 1.0),
+    "DDF, no normalization": ("ddf", {"normalization": "none"}, 1.0),
+}
+
+
+def make_classifier(variant: str, backend: str = "auto") -> TinyResNet:
+    """The :class:`TinyResNet` of a variant of :data:`CLASSIFIERS`."""
+    V.check_choice("variant", variant, tuple(CLASSIFIERS))
+    layer, options, width = CLASSIFIERS[variant]
+    return TinyResNet(layer, ddf_options=options, backend=backend, width=width)
+
+
+def matched_width(layer: str, target: int, widths=None) -> float:
+    """The width (from ``widths``, by default 0.50, 0.51, ..., 2.00) whose :class:`TinyResNet`
+    with ``layer`` has the parameter count closest to ``target``."""
+    widths = widths if widths is not None else [round(0.5 + 0.01 * i, 2) for i in range(151)]
+    return min(widths, key=lambda w: abs(count_parameters(TinyResNet(layer, width=w)) - target))
+
+
+def prepare_digits(config: dict) -> dict:
+    """The digits (:func:`make_digits`), the training part split again into training and
+    validation (the last ``val_fraction`` of it) for the choice of the learning rate."""
+    train, test = make_digits(size=config["size"], noise=config["noise"], seed=config["data_seed"])
+    n_val = int(round(len(train.images) * config["val_fraction"]))
+    fit = DigitData(train.images[:-n_val], train.labels[:-n_val])
+    val = DigitData(train.images[-n_val:], train.labels[-n_val:])
+    return {"train": fit, "val": val, "test": test}
+
+
+@torch.no_grad()
+def classification_loss(model: nn.Module, data: DigitData, batch_size: int = 256) -> float:
+    """Mean cross-entropy of ``model`` (as it is: call ``.eval()`` first) over ``data``."""
+    total = 0.0
+    for start in range(0, len(data.images), batch_size):
+        logits = model(data.images[start:start + batch_size])
+        total += F.cross_entropy(logits, data.labels[start:start + batch_size], reduction="sum").item()
+    return total / len(data.images)
+
+
+def _optimizer(config: dict):
+    """The optimizer and schedule of a configuration: the paper's (SGD, momentum 0.9, weight decay,
+    cosine decay to 1e-5 of the peak) or Adam with the one-cycle schedule."""
+    wd = config["weight_decay"]
+    if config["optimizer"] == "sgd":
+        return (lambda lr: (lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd)),
+                lambda opt, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
+                    opt, steps, eta_min=opt.param_groups[0]["lr"] * 1e-4))
+    if config["optimizer"] == "adam":
+        return (lambda lr: (lambda p: torch.optim.Adam(p, lr=lr, weight_decay=wd)), None)
+    raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {config['optimizer']!r}")
+
+
+def instability(losses, grad_norms, warmup: float = 0.2, chance: float = math.log(10)) -> dict:
+    """What an unstable run shows, from its per-step losses and gradient norms:
+    ``nonfinite_steps`` (the loss was inf or nan: the step was skipped), ``relapses`` (steps after
+    the first ``warmup`` of the run whose loss is back at or above chance, ``ln 10``), and
+    ``log10_max_grad_norm`` (the largest gradient norm, over the finite ones)."""
+    start = int(len(losses) * warmup)
+    finite_norms = [g for g in grad_norms if math.isfinite(g)]
+    return {"nonfinite_steps": sum(not math.isfinite(x) for x in losses),
+            "relapses": sum(not (x < chance) for x in losses[start:]),
+            "log10_max_grad_norm": math.log10(max(finite_norms)) if finite_norms else float("nan")}
+
+
+def largest_tap(model: TinyResNet, images: torch.Tensor) -> float:
+    """The largest ``|spatial x channel|`` filter tap the DDF layers of ``model`` apply to
+    ``images`` (eval mode)."""
+    from ..ddf.modules import record_filters
+
+    model.eval()
+    with torch.no_grad(), record_filters(model) as applied:
+        model(images)
+    return max(float((sp[:, None] * ch[..., None, None]).abs().max())
+               for sp, ch in (applied[layer] for layer in model.spatial_layers()))
+
+
+def classifier_trial(t: Trial) -> dict:
+    """Train variant ``t.variant`` of :data:`CLASSIFIERS` on the training split and evaluate it on
+    ``t.split``: accuracy, loss (``val_loss`` at the end, ``log10_peak_val_loss`` the largest
+    validation loss measured during training, ``test_loss`` on the test split), the measurements
+    of :func:`instability`, and for a DDF network :func:`largest_tap`."""
+    c = t.config
+    model = make_classifier(t.variant, backend=c["backend"])
+    train, val, held = t.data["train"], t.data["val"], t.data[t.split]
+    t.count(model, train.images[:1])
+    gen = torch.Generator().manual_seed(1000 + t.seed)
+    grad_norms: list[float] = []
+
+    def batch_loss(step):
+        idx = torch.randint(0, len(train.images), (c["batch_size"],), generator=gen)
+        return F.cross_entropy(model(train.images[idx]), train.labels[idx])
+
+    def record_grad_norm():
+        grad_norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))))
+
+    optimizer, schedule = _optimizer(c)
+    history = t.train(model, batch_loss, c["steps"], validate=lambda: classification_loss(model, val),
+                      eval_every=c["eval_every"], optimizer=optimizer(t.lr), schedule=schedule,
+                      after_backward=record_grad_norm)
+    model.eval()
+    val_curve = [v for _, v in t.record["curves"]["val_loss"]]
+    metrics = {"accuracy": accuracy(model, held), "val_loss": val_curve[-1],
+               "log10_peak_val_loss": math.log10(max(val_curve)) if all(map(math.isfinite, val_curve)) else math.inf,
+               **instability(history["losses"], grad_norms)}
+    if t.split == "test":
+        metrics["test_loss"] = classification_loss(model, held)
+    if CLASSIFIERS[t.variant][0] == "ddf":
+        metrics["largest_tap"] = largest_tap(model, held.images[:256])
+    return metrics
+
+
+_DIGITS = {"size": 16, "noise": 0.3, "data_seed": 0, "val_fraction": 0.2, "backend": "auto",
+           "batch_size": 32, "weight_decay": 1e-4}
+
+RESNET = Experiment(
+    name="06_ddf_resnet", chapter=6,
+    title="DDF-ResNet against a convolutional and a depthwise ResNet of the same size, with the "
+          "ablations of the paper's Table 3a/3b, on noisy digits",
+    variants=tuple(CLASSIFIERS),
+    config={**_DIGITS, "optimizer": "sgd", "steps": 600, "eval_every": 30, "lr": 0.1},
+    quick={"steps": 12, "eval_every": 6},
+    prepare=prepare_digits, trial=classifier_trial,
+    lr_grid=(0.03, 0.1, 0.3), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    description="Ten-class classification of scikit-learn's digits enlarged to 16 x 16, random "
+                "contrast, Gaussian noise 0.3 (1006 training, 252 validation, 539 test images). "
+                "Every network: a 3x3 stem convolution, three bottleneck blocks (1x1, the 3x3 slot, "
+                "1x1, BatchNorm, ReLU), global average pooling, a linear classifier. The 3x3 slot "
+                "holds a convolution, a depthwise convolution, or a DDF module (filter "
+                "normalization; spatial or channel filters alone; batch norm, sigmoid or nothing in "
+                "place of filter normalization). The paper's optimizer: SGD with momentum 0.9, "
+                "weight decay 1e-4, cosine decay, batches of 32; learning rate per variant from the "
+                "grid by the final validation loss of seed 0.",
+    matched="parameters: the convolutional (width x0.74) and depthwise (width x1.21) networks "
+            "have every channel count scaled so that their parameter counts are within 1% of the "
+            "DDF-ResNet's; the ablations keep the DDF-ResNet's widths.",
+)
+
+#: The normalizations ``06_ddf_stability`` trains at a high learning rate.
+STABILITY_VARIANTS = ("DDF", "DDF + sigmoid", "DDF, no normalization")
+
+STABILITY = Experiment(
+    name="06_ddf_stability", chapter=6,
+    title="Does training without filter normalization become unstable? DDF-ResNets at a high "
+          "learning rate",
+    variants=STABILITY_VARIANTS,
+    config={**_DIGITS, "optimizer": "sgd", "steps": 200, "eval_every": 10, "lr": 0.5},
+    quick={"steps": 12, "eval_every": 6},
+    prepare=prepare_digits, trial=classifier_trial, lr_grid=(), seeds=5, quick_seeds=2, threads=1,
+    description="The networks and data of 06_ddf_resnet, with filter normalization, a sigmoid, or "
+                "nothing on the generated filters, trained with the paper's optimizer (SGD, "
+                "momentum 0.9, cosine decay) at a peak learning rate of 0.5, five times the paper's "
+                "0.1 (and of the grid's middle), for 200 steps: the regime where unbounded filters "
+                "could make training unstable. Measured per seed: the largest validation loss "
+                "during training (every 10 steps), steps whose loss was not finite, steps after "
+                "the first 20% whose loss is back at chance (ln 10), the largest gradient norm, "
+                "the largest filter tap after training, and the test accuracy.",
+    matched="the same DDF-ResNet in all three; the normalizations differ only in the filter heads "
+            "(filter normalization adds the learnable channel scale, 1,008 parameters).",
+)
+
+EXPERIMENTS = (RESNET, STABILITY)
+
+
+def claims(result: dict) -> tuple[Claim, ...]:
+    """What the chapter tests on a recorded ``06_ddf_resnet`` run (decided by
+    :func:`dyncore.experiments.verdicts.verdict`, Welch's t-test at 5%)."""
+    return (
+        Claim("DDF-ResNet beats the ResNet of the same size", "accuracy", "DDF", "conv",
+              paper="79.1 vs 77.2 top-1 (Table 3a / 4, ImageNet; DDF has 0.66x the parameters)",
+              source="Table 4"),
+        Claim("DDF-ResNet beats the depthwise ResNet of the same size", "accuracy", "DDF", "depthwise",
+              paper="79.1 vs 78.3 (DwCondConv) / 78.0 (DwWeightNet), Table 4", source="Table 4"),
+        Claim("both filters beat channel filters alone", "accuracy", "DDF", "DDF, channel only",
+              paper="79.1 vs 78.7 (Table 3a)", source="Table 3a"),
+        Claim("channel filters alone beat spatial filters alone", "accuracy", "DDF, channel only",
+              "DDF, spatial only", paper="78.7 vs 74.4 (Table 3a)", source="Table 3a"),
+        Claim("filter normalization beats a sigmoid", "accuracy", "DDF", "DDF + sigmoid",
+              paper="79.1 vs 78.2 (Table 3b)", source="Table 3b"),
+        Claim("a sigmoid beats batch norm", "accuracy", "DDF + sigmoid", "DDF + batch norm",
+              paper="78.2 vs 76.0 (Table 3b)", source="Table 3b"),
+        Claim("filter normalization beats no normalization", "accuracy", "DDF", "DDF, no normalization",
+              paper="not in the paper (\"training unstable\" without it, Sec. 3.2)"),
+    )
+
+
+#: What the chapter tests on a recorded ``06_ddf_stability`` run (and on ``06_ddf_resnet``, which
+#: has the same two variants at the learning rates its grid chose).
+STABILITY_CLAIMS = (
+    Claim("filter normalization keeps the validation loss from exploding (its largest value during "
+          "training)", "log10_peak_val_loss", "DDF", "DDF, no normalization",
+          lower_is_better=True,
+          paper="\"without normalization training is unstable\" (Sec. 3.2, not measured)"),
+    Claim("filter normalization keeps the gradients smaller than no normalization",
+          "log10_max_grad_norm", "DDF", "DDF, no normalization", lower_is_better=True,
+          paper="\"without normalization training is unstable\" (Sec. 3.2, not measured)"),
+    Claim("filter normalization trains to a higher accuracy than no normalization",
+          "accuracy", "DDF", "DDF, no normalization",
+          paper="not measured in the paper"),
+)

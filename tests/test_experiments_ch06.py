@@ -1,0 +1,87 @@
+"""Chapter 6's recorded experiments (dyncore.experiments.ch06: 06_ddf_resnet, 06_ddf_stability):
+their registration, the matched parameter counts the chapter states, the instability measures,
+the claims, and a reduced quick run. Freshness of the recorded results is tested in
+tests/test_experiments.py."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import dyncore  # noqa: F401
+import pytest
+
+from dyncore.experiments import ch06, runner, verdicts
+from dyncore.utils import count_parameters
+
+
+def test_the_experiments_are_registered():
+    exp = runner.get_experiment("06_ddf_resnet")
+    assert exp is ch06.RESNET and exp.chapter == 6 and exp.threads == 1 and exp.seeds >= 5
+    assert exp.variants == tuple(ch06.CLASSIFIERS) and {"conv", "depthwise", "DDF"} <= set(exp.variants)
+    assert exp.select_by == "val_loss" and len(exp.lr_grid) >= 3 and exp.config["optimizer"] == "sgd"
+    stab = runner.get_experiment("06_ddf_stability")
+    assert stab is ch06.STABILITY and stab.lr_grid == () and stab.seeds >= 5
+    assert stab.config["lr"] >= 5 * 0.1  # well above the paper's learning rate
+    assert set(stab.variants) <= set(ch06.CLASSIFIERS)
+
+
+def test_the_baselines_are_matched_in_parameters():
+    counts = {v: count_parameters(ch06.make_classifier(v)) for v in ch06.CLASSIFIERS}
+    ddf = counts["DDF"]
+    assert ddf == count_parameters(ch06.TinyResNet("ddf"))
+    for v in ("conv", "depthwise"):
+        assert abs(counts[v] - ddf) / ddf < 0.01, (v, counts[v], ddf)
+    # the widths are the best on a grid of 0.01
+    assert ch06.CLASSIFIERS["conv"][2] == ch06.matched_width("conv", ddf)
+    assert ch06.CLASSIFIERS["depthwise"][2] == ch06.matched_width("dwconv", ddf)
+    # width 1 is the chapter's original network
+    assert count_parameters(ch06.TinyResNet("conv", width=1.0)) == count_parameters(ch06.TinyResNet("conv"))
+    with pytest.raises(ValueError, match="width"):
+        ch06.TinyResNet("conv", width=0)
+    with pytest.raises(ValueError, match="variant must be"):
+        ch06.make_classifier("ResNet")
+
+
+def test_the_instability_measures():
+    m = ch06.instability([2.3, 2.0, 1.0, 0.5, float("nan"), 0.4, 2.5, 0.3, 0.2, 0.1], [1.0, 10.0, float("inf")] + [1.0] * 7)
+    assert m == {"nonfinite_steps": 1, "relapses": 2, "log10_max_grad_norm": 1.0}  # nan and 2.5 after step 2
+    assert ch06.instability([0.1] * 10, [0.5] * 10)["relapses"] == 0
+
+
+def test_bad_optimizer_is_refused():
+    with pytest.raises(ValueError, match="optimizer must be"):
+        ch06._optimizer({"optimizer": "rmsprop", "weight_decay": 0.0})
+
+
+@pytest.fixture(scope="module")
+def quick_result():
+    return runner.run("06_ddf_resnet", quick=True, seeds=2, progress=False, lr=0.1, steps=6, eval_every=3)
+
+
+def test_a_reduced_quick_run(quick_result):
+    r = quick_result
+    assert r["quick"] and r["seeds"] == [0, 1] and r["config"]["steps"] == 6
+    assert tuple(r["variants"]) == ch06.RESNET.variants
+    for v, entry in r["variants"].items():
+        assert entry["parameters"] == count_parameters(ch06.make_classifier(v)) and entry["flops"] > 0
+        for run in entry["runs"]:
+            m = run["metrics"]
+            assert {"accuracy", "val_loss", "test_loss", "relapses", "log10_max_grad_norm"} <= set(m)
+            assert all(math.isfinite(x) for x in m.values()) and 0 <= m["accuracy"] <= 1
+            assert ("largest_tap" in m) == (ch06.CLASSIFIERS[v][0] == "ddf")
+            assert run["curves"]["val_loss"][-1][0] == r["config"]["steps"]
+    # the recorded first losses are reproducible (what the freshness test relies on)
+    assert runner.check_fresh(r, variants=["conv", "DDF"]) == []
+
+
+def test_the_claims_and_a_changed_run_is_caught(quick_result):
+    for claim in ch06.claims(quick_result):
+        assert verdicts.verdict(quick_result, claim).verdict in (verdicts.HOLDS, verdicts.FAILS, verdicts.INCONCLUSIVE)
+    for claim in ch06.STABILITY_CLAIMS:
+        assert set((claim.a, claim.b)) <= set(ch06.STABILITY.variants)
+        assert verdicts.verdict(quick_result, claim).a[2] == 2
+    stale = json.loads(json.dumps(quick_result))
+    stale["variants"]["DDF"]["lr"] = 0.3
+    problems = runner.check_fresh(stale, variants=["DDF"])
+    assert len(problems) == 1 and "DDF" in problems[0]
