@@ -296,7 +296,8 @@ def prepare_stripes(config: dict) -> dict:
 
 
 @torch.no_grad()
-def _loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> float:
+def held_out_loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> float:
+    """Mean cross-entropy per pixel of ``model`` on ``data`` (the caller sets eval mode)."""
     total = 0.0
     for start in range(0, len(data.images), batch_size):
         logits = model(data.images[start:start + batch_size])
@@ -337,14 +338,14 @@ def stripes_trial(t: Trial) -> dict:
         idx = torch.randint(0, len(train.images), (c["batch_size"],), generator=gen)
         return F.cross_entropy(model(train.images[idx]), train.labels[idx])
 
-    t.train(model, batch_loss, c["steps"], validate=lambda: _loss(model, val), eval_every=c["eval_every"])
+    t.train(model, batch_loss, c["steps"], validate=lambda: held_out_loss(model, val), eval_every=c["eval_every"])
     result = evaluate_segmenter(model, held)
     metrics = {"miou": result["miou"], "accuracy": result["accuracy"],
                "fine_accuracy": result["zone_accuracy"][0], "coarse_accuracy": result["zone_accuracy"][1],
                "val_loss": t.record["curves"]["val_loss"][-1][1]}
     model.eval()
     if t.split == "test":
-        metrics["test_loss"] = _loss(model, held)
+        metrics["test_loss"] = held_out_loss(model, held)
     if body[0] == "pad":
         metrics.update(pad_measurements(result, held))
         if t.split == "test" and t.seed == 0:

@@ -50,7 +50,7 @@ from ..opspec import get_layer_spec, get_spec, layer_specs
 from ..receptive_field import effective_receptive_field, erf_radius, receptive_field
 from ..training import train_steps
 from ..utils import count_flops, count_parameters, num_threads, set_seed
-from .ch05 import StripeData, make_stripes
+from .ch05 import StripeData, held_out_loss, make_stripes
 from .ch07_report import ComparisonTable
 from .metrics import mean_iou
 
@@ -365,16 +365,6 @@ def prepare_side_by_side(config: dict) -> dict:
     from .ch05 import prepare_stripes
 
     return prepare_stripes(config)
-
-
-@torch.no_grad()
-def held_out_loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> float:
-    """Mean cross-entropy per pixel of ``model`` on ``data`` (the caller sets eval mode)."""
-    total = 0.0
-    for start in range(0, len(data.images), batch_size):
-        logits = model(data.images[start:start + batch_size])
-        total += F.cross_entropy(logits, data.labels[start:start + batch_size], reduction="sum").item()
-    return total / data.labels.numel()
 
 
 def side_by_side_trial(t) -> dict:
