@@ -472,7 +472,7 @@ def classification_loss(model: nn.Module, data: DigitData, batch_size: int = 256
 
 def _optimizer(config: dict):
     """The optimizer and schedule of a configuration: the paper's (SGD, momentum 0.9, weight decay,
-    cosine decay to 1e-5 of the peak) or Adam with the one-cycle schedule."""
+    cosine decay to 1e-4 of the peak) or Adam with the one-cycle schedule."""
     wd = config["weight_decay"]
     if config["optimizer"] == "sgd":
         return (lambda lr: (lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=wd)),
