@@ -114,13 +114,13 @@ def test_opcheck_on_cuda_tensors(spec):
 INDUCTOR_ON_GPU = ("dynamic_filter", "ddf")  # an Inductor compile costs seconds: two operators
 
 
+GPU_COMPILES = [(s, "aot_eager") for s in SPECS] + [(s, "inductor") for s in SPECS if s.name in INDUCTOR_ON_GPU]
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
-@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("spec, compiler", GPU_COMPILES, ids=[f"{s.name}-{c}" for s, c in GPU_COMPILES])
 def test_compiles_on_a_gpu_and_matches_eager(spec, compiler):
     """fullgraph on CUDA tensors; Inductor writes Triton kernels around the custom operator."""
-    if compiler == "inductor" and spec.name not in INDUCTOR_ON_GPU:
-        pytest.skip(f"Inductor is checked on {INDUCTOR_ON_GPU}")
     sample = next(iter(spec.sample_inputs(dtype=torch.float32, device="cuda")))
 
     def step(*tensors):
