@@ -85,3 +85,83 @@ def test_the_claims_and_a_changed_run_is_caught(quick_result):
     stale["variants"]["DDF"]["lr"] = 0.3
     problems = runner.check_fresh(stale, variants=["DDF"])
     assert len(problems) == 1 and "DDF" in problems[0]
+
+
+def test_the_squeeze_experiment_is_the_resnet_ddf_at_three_ratios():
+    exp = runner.get_experiment("06_ddf_squeeze")
+    assert exp is ch06.SQUEEZE and exp.seeds >= 5 and exp.threads == 1
+    assert {k: v for k, v in exp.config.items() if k != "lr"} == {k: v for k, v in ch06.RESNET.config.items() if k != "lr"}
+    counts = [count_parameters(ch06.make_classifier(v)) for v in exp.variants]
+    assert counts == sorted(counts) and len(set(counts)) == 3  # a larger ratio, more parameters
+    # ratio 0.2 is the DDF-ResNet of 06_ddf_resnet, parameter for parameter
+    a, b = ch06.make_classifier("DDF, squeeze 0.2"), ch06.make_classifier("DDF")
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    with pytest.raises(ValueError, match="se_ratio"):
+        ch06.TinyResNet("ddf", ddf_options={"se_ratio": 0})
+
+
+def test_the_depth_networks_are_matched_in_parameters_and_check_their_input():
+    exp = runner.get_experiment("06_ddfup_depth")
+    assert exp is ch06.DEPTH and exp.seeds >= 5 and len(exp.lr_grid) >= 3
+    assert len(exp.variants) == len(ch06.DEPTH_NETS) * len(ch06.DEPTH_SCALES)
+    for scale in ch06.DEPTH_SCALES:
+        counts = {n: count_parameters(ch06.make_depth_net(ch06.depth_variant(n, scale))) for n in ch06.DEPTH_NETS}
+        ddf = counts["DDF-Up-Net"]
+        for n, c in counts.items():
+            assert abs(c - ddf) / ddf < 0.05, (scale, n, c, ddf)
+    with pytest.raises(ValueError, match="variant must be"):
+        ch06.make_depth_net("DDF-Up-Net, 3x")
+    with pytest.raises(ValueError, match="decoder must be"):
+        ch06.DepthUpNet(4, "carafe")
+    with pytest.raises(ValueError, match="channels"):
+        ch06.DepthUpNet(4, "pixel", channels=0)
+    with pytest.raises(ValueError, match="kernel_size"):
+        ch06.PixelFilterUp(8, kernel_size=2)
+
+
+def test_the_pixel_filter_upsampler_is_dynamic_filter_after_bilinear():
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    up = ch06.PixelFilterUp(3, 3, backend="torch").double()
+    h, guide = torch.randn(2, 4, 5, 6, dtype=torch.float64), torch.randn(2, 3, 10, 12, dtype=torch.float64)
+    filters = up.filters(guide)
+    torch.testing.assert_close(filters.sum(1), torch.ones(2, 10, 12, dtype=torch.float64))
+    assert (filters >= 0).all()
+    bil = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+    # the equation, by shifts of the zero-padded upsampled image
+    padded = F.pad(bil, (1, 1, 1, 1))
+    want = sum(filters[:, t:t + 1] * padded[:, :, t // 3:t // 3 + 10, t % 3:t % 3 + 12] for t in range(9))
+    torch.testing.assert_close(up(h, guide), want)
+    assert torch.autograd.gradcheck(lambda a, g: up(a, g), (h[:1, :2, :3, :3].clone().requires_grad_(),
+                                                             guide[:1, :, :6, :6].clone().requires_grad_()))
+
+
+@pytest.fixture(scope="module")
+def quick_depth():
+    return runner.run("06_ddfup_depth", quick=True, seeds=2, progress=False, lr=3e-3, steps=4, eval_every=2,
+                      variants=[ch06.depth_variant(n, 4) for n in ch06.DEPTH_NETS])
+
+
+def test_a_reduced_depth_run_and_its_claims(quick_depth):
+    r = quick_depth
+    for v, entry in r["variants"].items():
+        for run in entry["runs"]:
+            m = run["metrics"]
+            assert {"rmse_real", "rmse_edges", "rmse_generated", "bicubic_real", "bicubic_edges",
+                    "bicubic_generated", "val_loss"} <= set(m)
+            assert all(math.isfinite(x) and x > 0 for x in m.values())
+            assert m["rmse_edges"] > m["rmse_real"] and m["bicubic_edges"] > m["bicubic_real"]
+    # bicubic's numbers do not depend on the network or the seed
+    assert len({run["metrics"]["bicubic_real"] for e in r["variants"].values() for run in e["runs"]}) == 1
+    both = ch06.with_bicubic(r)
+    assert "bicubic, 4x" in both["variants"] and "bicubic, 8x" not in both["variants"]
+    claims = ch06.depth_claims(both)
+    assert len(claims) == 3 and len(ch06.depth_claims(r)) == 2  # without with_bicubic, no bicubic claim
+    for claim in claims:
+        assert verdicts.verdict(both, claim).verdict in (verdicts.HOLDS, verdicts.FAILS, verdicts.INCONCLUSIVE)
+    assert runner.check_fresh(r, variants=["DDF-Up-Net, 4x"]) == []
+    stale = json.loads(json.dumps(r))
+    stale["variants"]["DDF-Up-Net, 4x"]["lr"] = 1e-2
+    assert len(runner.check_fresh(stale, variants=["DDF-Up-Net, 4x"])) == 1
