@@ -3,8 +3,10 @@ book, drawn as SVG by this module so that all of them share one palette and one 
 
 ``python -m dyncore.figures`` writes them to ``chapters/figures/``; ``python -m dyncore.figures
 --check`` exits non-zero when a committed file differs from what this module draws (the test
-``tests/test_figures.py`` does the same). Each figure is a plain function returning the SVG
-text; nothing here needs PyTorch, only matplotlib's copy of the DejaVu fonts for the text widths.
+``tests/test_figures.py`` does the same). Each figure is a function of no argument returning the
+SVG text, made by :func:`figure` from one that draws on a :class:`Canvas` and whose docstring
+describes the figure (its ``<desc>``); nothing here needs PyTorch, only matplotlib's copy of the
+DejaVu fonts for the text widths.
 The drawing refuses to write text smaller than ``MIN_FONT``, text that does not fit its box,
 runs outside the figure or overlaps other text (``ValueError``), so a figure that is written
 has none of these faults.
@@ -28,11 +30,13 @@ All text is real SVG ``<text>``, at least ``MIN_FONT`` user units high; the figu
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import pathlib
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 from xml.sax.saxutils import escape
 
 #: Width of every figure's viewBox, and the width (px) at which the chapters show it.
@@ -291,6 +295,13 @@ class Canvas:
             x += w + gap
         return boxes
 
+    def model_strip(self, top, height, label, y, items):
+        """The strip under a layer's diagram: a dashed :meth:`frame` from ``top``, ``height`` high,
+        labelled with the network the layer serves, holding that network as a :meth:`chain` at
+        ``y`` across the figure."""
+        self.frame(Box(10, top, WIDTH - 20, height), label)
+        return self.chain(y, items, x0=22, x1=WIDTH - 22)
+
     def legend(self, y, roles, *, operator=True):
         """A row of swatches: the roles drawn, and the book's operator box."""
         entries = [(r, ROLES[r][2]) for r in roles] + ([("op", "operator")] if operator else [])
@@ -324,12 +335,41 @@ class Canvas:
 
 # --------------------------------------------------------------------------- the figures
 
-def book_map() -> str:
-    """Preface: chapters -> operators -> modules -> what each chapter trains; the backends."""
-    c = Canvas(648, "Map of the book",
-               "Each method chapter takes one operator from its paper's equation to four backends, "
-               "wraps it in a module and trains a small model with it; Chapter 7 compares all, "
-               "Chapter 8 takes them into a PyTorch training stack.")
+#: Every figure: its file name in ``chapters/figures/`` -> the function that draws it (no
+#: argument; returns the SVG text), in the order of the book. :func:`figure` fills it.
+FIGURES: dict[str, Callable[[], str]] = {}
+
+
+def figure(name: str, height: float, title: str):
+    """Registers ``draw(c)`` in :data:`FIGURES` as the file ``name``. ``draw`` draws on a
+    :class:`Canvas` ``height`` high with ``title``, whose description (the ``<desc>`` a screen
+    reader reads) is the body of ``draw``'s docstring, after its first line. The decorated name
+    becomes a function of no argument that draws the figure and returns its SVG text."""
+    def register(draw: Callable[[Canvas], None]) -> Callable[[], str]:
+        body = inspect.cleandoc(draw.__doc__ or "").partition("\n\n")[2]
+
+        def svg() -> str:
+            c = Canvas(height, title, " ".join(body.split()))
+            draw(c)
+            if not c.description:
+                raise ValueError(f"{name} has no description: write it in the docstring of {draw.__name__}")
+            return c.svg()
+
+        svg.__name__ = svg.__qualname__ = draw.__name__
+        svg.__doc__ = draw.__doc__
+        FIGURES[name] = svg
+        return svg
+    return register
+
+
+@figure("book_map.svg", 648, "Map of the book")
+def book_map(c: Canvas) -> None:
+    """Preface: chapters -> operators -> modules -> what each chapter trains; the backends.
+
+    Each method chapter takes one operator from its paper's equation to four backends, wraps it in a
+    module and trains a small model with it; Chapter 7 compares all, Chapter 8 takes them into a
+    PyTorch training stack.
+    """
     cols = {"chapter": 74, "operator": 259, "module": 464, "model": 643}
     heads = {"chapter": "chapter", "operator": "operator (kernels)", "module": "module (layer)",
              "model": "experiment"}
@@ -385,18 +425,18 @@ def book_map() -> str:
     modules = c.op(560, row2, [Line("modules.py", 12, bold=True, mono=True),
                                Line("the learnable layer", 12), Line("(an nn.Module)", 12)], w=170, h=58)
     c.link(functional, modules)
-    return c.svg()
 
 
-def conv_geometry() -> str:
+@figure("conv_geometry.svg", 470, "Convolution geometry")
+def conv_geometry(c: Canvas) -> None:
     """Chapter 1: where the taps of one output pixel read, with stride, dilation and padding."""
     k, d, s_, H = 3, 2, 2, 9
     r, pad, Ho = (k - 1) // 2, (k - 1) // 2 * d, (H - 1) // s_ + 1
     yo, xo = 1, 2
-    c = Canvas(470, "Convolution geometry",
-               f"An input of {H} x {H} pixels with zero padding {pad}; the output pixel ({yo}, {xo}) of a "
-               f"{k} x {k} convolution with dilation {d} and stride {s_} reads the nine taps t = i k + j "
-               f"around input pixel ({s_ * yo}, {s_ * xo}); the output has {Ho} x {Ho} pixels.")
+    # the description names the numbers drawn, so it is written from them
+    c.description = (f"An input of {H} x {H} pixels with zero padding {pad}; the output pixel ({yo}, {xo}) of a "
+                     f"{k} x {k} convolution with dilation {d} and stride {s_} reads the nine taps t = i k + j "
+                     f"around input pixel ({s_ * yo}, {s_ * xo}); the output has {Ho} x {Ho} pixels.")
     cell, gx, gy = 18, 24, 56
     fill, stroke, _ = ROLES["features"]
     c.text(gx, 26, f"x: one channel, H = W = {H}", 13, bold=True, anchor="start")
@@ -446,20 +486,21 @@ def conv_geometry() -> str:
     c.text(ox + Ho * cell / 2, oy + Ho * cell + 36, f"(yo, xo) = ({yo}, {xo})", 12, colour=MUTED)
     c.text(WIDTH / 2, 324, f"k = {k}, r = {r}, dilation d = {d}, stride s = {s_}: the window is centred on "
            f"input pixel (s yo, s xo) = ({s_ * yo}, {s_ * xo})", 12, italic=True, colour=MUTED)
-    c.frame(Box(10, 344, WIDTH - 20, 78), "the model of this chapter: a digit classifier on dyncore.conv.Conv2d")
-    c.chain(386, [("features", ["digits", "(B, 1, 8, 8)"]), (None, ["Conv2d 3 x 3", "to 16, ReLU"]),
-                  (None, ["Conv2d, stride 2", "to 32, ReLU"]), (None, ["Conv2d, stride 2", "to 32, ReLU"]),
-                  (None, ["flatten,", "linear"]), ("output", ["logits", "(B, 10)"])], x0=22, x1=WIDTH - 22)
+    c.model_strip(344, 78, "the model of this chapter: a digit classifier on dyncore.conv.Conv2d", 386,
+                  [("features", ["digits", "(B, 1, 8, 8)"]), (None, ["Conv2d 3 x 3", "to 16, ReLU"]),
+                   (None, ["Conv2d, stride 2", "to 32, ReLU"]), (None, ["Conv2d, stride 2", "to 32, ReLU"]),
+                   (None, ["flatten,", "linear"]), ("output", ["logits", "(B, 10)"])])
     c.legend(448, ["features", "output", "weights"])
-    return c.svg()
 
 
-def dfn_layer() -> str:
-    """Chapter 2: DFN's layer, a filter-generating branch and the dynamic filter."""
-    c = Canvas(330, "DFN's dynamic filtering layer",
-               "A filter-generating branch reads the guidance and predicts k*k taps per pixel; "
-               "a softmax normalizes them; dynamic_filter applies each pixel's filter to the "
-               "neighbourhood of that pixel in every channel of x.")
+@figure("dfn_layer.svg", 330, "DFN's dynamic filtering layer")
+def dfn_layer(c: Canvas) -> None:
+    """Chapter 2: DFN's layer, a filter-generating branch and the dynamic filter.
+
+    A filter-generating branch reads the guidance and predicts k*k taps per pixel; a softmax
+    normalizes them; dynamic_filter applies each pixel's filter to the neighbourhood of that pixel
+    in every channel of x.
+    """
     g = c.tensor(88, 62, "guidance", "(B, c₀, H, W)", "guidance", note="frames 0, 1: c₀ = 2", w=156)
     branch = c.op(298, 62, [Line("filter-generating branch", 13, bold=True),
                             "L x (k_b x k_b conv, ReLU),", "1 x 1 conv to k² channels"], w=214, h=70)
@@ -477,15 +518,16 @@ def dfn_layer() -> str:
     c.text(360, 262, "parameters: only in the branch; the dynamic filtering has none",
            12, italic=True, colour=MUTED)
     c.legend(305, ["guidance", "features", "filters", "output"])
-    return c.svg()
 
 
-def lsdfn_block() -> str:
-    """Chapter 3: the LS-DFN block (the paper's Fig. 2 and Fig. 5) and the flow network."""
-    c = Canvas(548, "The LS-DFN block",
-               "Three 3 x 3 convolutions read the block's input: the feature branch makes x, the kernel "
-               "branch the two factors U and V of the position-specific kernels, the attention branch "
-               "the sample and position attention; large_sampling_filter combines them.")
+@figure("lsdfn_block.svg", 548, "The LS-DFN block")
+def lsdfn_block(c: Canvas) -> None:
+    """Chapter 3: the LS-DFN block (the paper's Fig. 2 and Fig. 5) and the flow network.
+
+    Three 3 x 3 convolutions read the block's input: the feature branch makes x, the kernel branch
+    the two factors U and V of the position-specific kernels, the attention branch the sample and
+    position attention; large_sampling_filter combines them.
+    """
     inp = c.tensor(58, 175, "inputs", "(B, c, H, W)", "features", w=100, h=56)
     branches = {}
     for key, y, lines in [("feature", 48, [Line("feature branch", 13, bold=True), "3 x 3 conv to C"]),
@@ -518,22 +560,24 @@ def lsdfn_block() -> str:
         c.link(t, op, "features" if t is x else "filters", shift=(0, t.cy - op.cy))
     out = c.tensor(612, 366, "out", "(B, Co, H, W)", "output", w=130, h=44)
     c.link(op, out, "output", sides=("bottom", "top"))
-    c.frame(Box(10, 408, WIDTH - 20, 96), "the model of this chapter: a small FlowNetS, LS-DFN added at its shallow layer")
-    c.chain(456, [("features", ["frames", "(B, 2, 32, 32)"]),
-                  (None, ["3 x 3 conv, s. 2", "16 ch., 1/2"]),
-                  (None, [Line("LS-DFN block", 12, bold=True), "C = 8, Co = 4,", "s = 7, g = 2"]),
-                  (None, ["skip to", "decoder"]),
-                  ("output", ["flow", "(B, 2, 32, 32)"])], x0=22, x1=WIDTH - 22)
+    c.model_strip(408, 96, "the model of this chapter: a small FlowNetS, LS-DFN added at its shallow layer",
+                  456,
+                  [("features", ["frames", "(B, 2, 32, 32)"]),
+                   (None, ["3 x 3 conv, s. 2", "16 ch., 1/2"]),
+                   (None, [Line("LS-DFN block", 12, bold=True), "C = 8, Co = 4,", "s = 7, g = 2"]),
+                   (None, ["skip to", "decoder"]),
+                   ("output", ["flow", "(B, 2, 32, 32)"])])
     c.legend(530, ["features", "filters", "output"])
-    return c.svg()
 
 
-def dmnet_dcm() -> str:
-    """Chapter 4: the Dynamic Convolutional Module and the DMNet head."""
-    c = Canvas(546, "DMNet: the Dynamic Convolutional Module and the head",
-               "A DCM pools its input to k x k cells and turns them into one k x k filter per reduced "
-               "channel, applies them depthwise to the reduced features with context_filter, and fuses "
-               "the result; the head runs DCMs of four kernel sizes in parallel.")
+@figure("dmnet_dcm.svg", 546, "DMNet: the Dynamic Convolutional Module and the head")
+def dmnet_dcm(c: Canvas) -> None:
+    """Chapter 4: the Dynamic Convolutional Module and the DMNet head.
+
+    A DCM pools its input to k x k cells and turns them into one k x k filter per reduced channel,
+    applies them depthwise to the reduced features with context_filter, and fuses the result; the
+    head runs DCMs of four kernel sizes in parallel.
+    """
     c.text(12, 20, "(a) one DCM, kernel size k", 13, bold=True, anchor="start", colour=MUTED)
     x = c.tensor(62, 130, "x", "(B, c, H, W)", "features", w=104, h=48)
     pool = c.op(186, 62, ["adaptive avg", "pool to k x k"], w=118, h=48)
@@ -570,15 +614,16 @@ def dmnet_dcm() -> str:
     c.link(cat, head, "features")
     c.link(head, logits, "output")
     c.legend(526, ["features", "filters", "output"])
-    return c.svg()
 
 
-def pad_layer() -> str:
-    """Chapter 5: a PAD layer (prior branch, Gumbel-softmax gates, gated dilations) and the stack."""
-    c = Canvas(508, "A PAD layer",
-               "1 x 1 convolutions of the input (and of the previous layer's priors) give hidden priors h "
-               "over D dilations; a Gumbel-softmax turns them into gates; adaptive_dilation_conv sums the "
-               "D dilated convolutions, which share one weight, weighted by the gates at every pixel.")
+@figure("pad_layer.svg", 508, "A PAD layer")
+def pad_layer(c: Canvas) -> None:
+    """Chapter 5: a PAD layer (prior branch, Gumbel-softmax gates, gated dilations) and the stack.
+
+    1 x 1 convolutions of the input (and of the previous layer's priors) give hidden priors h over D
+    dilations; a Gumbel-softmax turns them into gates; adaptive_dilation_conv sums the D dilated
+    convolutions, which share one weight, weighted by the gates at every pixel.
+    """
     hp = c.tensor(74, 56, "h of layer l - 1", "(B, D, H, W)", "filters", w=132, note="0 at layer 1")
     prior = c.op(256, 56, [Line("prior branch", 13, bold=True), "1 x 1 convs U_h, W_h",
                            "markov / recurrent / gated"], w=184, h=66)
@@ -599,20 +644,21 @@ def pad_layer() -> str:
     c.arrow([gates.side("left"), (430, gates.cy), (430, op.y)], "filters")
     c.link(op, out, "output")
     c.link(weight, op, None, sides=("top", "bottom"))
-    c.frame(Box(10, 392, WIDTH - 20, 76), "the model of this chapter: stripes, orientation at every pixel")
-    c.chain(432, [("features", ["image", "(B, 1, 32, 32)"]), (None, ["2 x 3 x 3 conv", "8 channels"]),
-                  (None, [Line("3 PAD layers", 12, bold=True), "D = 3: (1, 2, 4)"]),
-                  (None, ["1 x 1 conv"]), ("output", ["logits", "(B, 2, 32, 32)"])], x0=22, x1=WIDTH - 22)
+    c.model_strip(392, 76, "the model of this chapter: stripes, orientation at every pixel", 432,
+                  [("features", ["image", "(B, 1, 32, 32)"]), (None, ["2 x 3 x 3 conv", "8 channels"]),
+                   (None, [Line("3 PAD layers", 12, bold=True), "D = 3: (1, 2, 4)"]),
+                   (None, ["1 x 1 conv"]), ("output", ["logits", "(B, 2, 32, 32)"])])
     c.legend(490, ["features", "filters", "output", "weights"])
-    return c.svg()
 
 
-def ddf_module() -> str:
-    """Chapter 6: the DDF module (the paper's Fig. 2b) and where the ResNet uses it."""
-    c = Canvas(512, "The DDF module",
-               "A spatial branch predicts one k x k filter per output pixel, a channel branch one k x k "
-               "filter per channel; both are normalized (filter norm); ddf multiplies them tap by tap and "
-               "applies the product to x.")
+@figure("ddf_module.svg", 512, "The DDF module")
+def ddf_module(c: Canvas) -> None:
+    """Chapter 6: the DDF module (the paper's Fig. 2b) and where the ResNet uses it.
+
+    A spatial branch predicts one k x k filter per output pixel, a channel branch one k x k filter
+    per channel; both are normalized (filter norm); ddf multiplies them tap by tap and applies the
+    product to x.
+    """
     x = c.tensor(360, 38, "x", "(B, C, H, W)", "features", w=120, h=48)
     sb = c.op(140, 118, [Line("spatial branch", 13, bold=True), "1 x 1 conv to k²,", "stride s"], w=176, h=66)
     cb = c.op(580, 118, [Line("channel branch", 13, bold=True), "global average pool,",
@@ -634,20 +680,21 @@ def ddf_module() -> str:
     c.link(ch, op, "filters", sides=("left", "right"))
     out = c.tensor(360, 375, "out", "(B, C, Ho, Wo)", "output", w=130, h=44)
     c.link(op, out, "output", sides=("bottom", "top"))
-    c.frame(Box(10, 410, WIDTH - 20, 70), "experiment 1: DDF in the 3 x 3 slot of every bottleneck of a tiny ResNet")
-    c.chain(446, [("features", ["digit", "(B, 1, 16, 16)"]), (None, ["3 x 3 stem"]),
-                  (None, [Line("3 bottlenecks: 1 x 1, DDF, 1 x 1", 12)]), (None, ["pool, linear"]),
-                  ("output", ["logits", "(B, 10)"])], x0=22, x1=WIDTH - 22)
+    c.model_strip(410, 70, "experiment 1: DDF in the 3 x 3 slot of every bottleneck of a tiny ResNet", 446,
+                  [("features", ["digit", "(B, 1, 16, 16)"]), (None, ["3 x 3 stem"]),
+                   (None, [Line("3 bottlenecks: 1 x 1, DDF, 1 x 1", 12)]), (None, ["pool, linear"]),
+                   ("output", ["logits", "(B, 10)"])])
     c.legend(496, ["features", "filters", "output"])
-    return c.svg()
 
 
-def ddf_up() -> str:
-    """Chapter 6: DDF-Up (the paper's Fig. 5) as the book builds it, and the depth network."""
-    c = Canvas(520, "DDF-Up",
-               "s*s branch pairs, one per sub-pixel position p: the spatial filters of pair p come from "
-               "sub-pixel grid p of the guidance, the channel filters from the pooled input; s*s ddf "
-               "operations on the low-resolution input, interleaved by a pixel shuffle.")
+@figure("ddf_up.svg", 520, "DDF-Up")
+def ddf_up(c: Canvas) -> None:
+    """Chapter 6: DDF-Up (the paper's Fig. 5) as the book builds it, and the depth network.
+
+    s*s branch pairs, one per sub-pixel position p: the spatial filters of pair p come from
+    sub-pixel grid p of the guidance, the channel filters from the pooled input; s*s ddf operations
+    on the low-resolution input, interleaved by a pixel shuffle.
+    """
     g = c.tensor(84, 50, "guidance", "(B, Cg, sH, sW)", "guidance", w=144, h=48)
     un = c.op(250, 50, ["pixel_unshuffle", "by s"], w=130, h=48)
     gg = c.tensor(410, 50, "s² grids", "(B, s² Cg, H, W)", "guidance", w=150, h=48)
@@ -669,23 +716,23 @@ def ddf_up() -> str:
     c.link(op, shuf, "output")
     out = c.tensor(596, 330, "out", "(B, C, sH, sW)", "output", w=140, h=48)
     c.link(shuf, out, "output", sides=("bottom", "top"))
-    c.frame(Box(10, 380, WIDTH - 20, 100), "experiment 2: joint depth upsampling by S = 4 or 8, guided by the RGB image")
-    c.chain(428, [("features", ["depth", "(B, 1, h, w)"]), (None, ["2 x conv", "16 channels"]),
-                  (None, [Line("log₂ S x (DDF-Up x 2,", 12), "concat guidance,", "conv)"]),
-                  (None, ["3 x 3 conv", "+ bicubic"]), ("output", ["depth", "(B, 1, Sh, Sw)"])],
-            x0=22, x1=WIDTH - 22)
+    c.model_strip(380, 100, "experiment 2: joint depth upsampling by S = 4 or 8, guided by the RGB image", 428,
+                  [("features", ["depth", "(B, 1, h, w)"]), (None, ["2 x conv", "16 channels"]),
+                   (None, [Line("log₂ S x (DDF-Up x 2,", 12), "concat guidance,", "conv)"]),
+                   (None, ["3 x 3 conv", "+ bicubic"]), ("output", ["depth", "(B, 1, Sh, Sw)"])])
     c.text(360, 470, "guidance at each scale: RGB (B, 3, Sh, Sw) through 2 convs, average-pooled", 12,
            italic=True, colour=ROLES["guidance"][1])
     c.legend(500, ["guidance", "features", "filters", "output"])
-    return c.svg()
 
 
-def side_by_side() -> str:
-    """Chapter 7: one network, one slot, six layers, and what each generates per input."""
-    c = Canvas(430, "Six layers in one slot",
-               "One network, stem, slot and head, whose slot holds in turn a 3 x 3 convolution and the "
-               "five dynamic layers of the book; each card names what the layer generates from its "
-               "input, and its shape.")
+@figure("side_by_side.svg", 430, "Six layers in one slot")
+def side_by_side(c: Canvas) -> None:
+    """Chapter 7: one network, one slot, six layers, and what each generates per input.
+
+    One network, stem, slot and head, whose slot holds in turn a 3 x 3 convolution and the five
+    dynamic layers of the book; each card names what the layer generates from its input, and its
+    shape.
+    """
     boxes = c.chain(44, [("features", ["stripes", "(B, 1, 32, 32)"]), (None, ["stem: 2 x 3 x 3", "conv, C = 8"]),
                          (None, [Line("slot", 12, bold=True), "C → C, k = 3"]), (None, ["3 x 3 conv,", "1 x 1 to 2"]),
                          ("output", ["logits", "(B, 2, 32, 32)"])], x0=22, x1=WIDTH - 22)
@@ -707,20 +754,6 @@ def side_by_side() -> str:
     c.arrow([slot.side("bottom"), (slot.cx, top - 6)], dash="5 3")
     c.text(slot.cx + 10, top - 16, "filled in turn by", 12, italic=True, colour=MUTED, anchor="start")
     c.legend(416, ["features", "filters", "output", "weights"], operator=False)
-    return c.svg()
-
-
-FIGURES = {
-    "book_map.svg": book_map,
-    "conv_geometry.svg": conv_geometry,
-    "dfn_layer.svg": dfn_layer,
-    "lsdfn_block.svg": lsdfn_block,
-    "dmnet_dcm.svg": dmnet_dcm,
-    "pad_layer.svg": pad_layer,
-    "ddf_module.svg": ddf_module,
-    "ddf_up.svg": ddf_up,
-    "side_by_side.svg": side_by_side,
-}
 
 
 def render_all() -> dict[str, str]:

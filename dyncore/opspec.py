@@ -2,10 +2,12 @@
 side-by-side comparison need to know about it, written once (in the spirit of PyTorch's OpInfo).
 
 Each method folder has a ``spec.py`` whose ``SPECS`` tuple holds the :class:`OpSpec` of its
-operator(s). :func:`all_specs` finds them by walking the packages of :mod:`dyncore`, so there is
-no second list of operators anywhere: a new method folder with a ``spec.py`` is picked up by the
-conformance tests (``tests/test_conformance.py``), by ``python -m dyncore.bench``, by
-:mod:`dyncore.roofline` and by Chapter 7's comparison of all layers.
+operator(s), made by :meth:`OpSpec.from_module` from the names every ``spec.py`` defines (the
+functions listed below, ``BENCH`` and ``LAYER``). :func:`all_specs` finds them by walking the
+packages of :mod:`dyncore`, so there is no second list of operators anywhere: a new method folder
+with a ``spec.py`` is picked up by the conformance tests (``tests/test_conformance.py``), by
+``python -m dyncore.bench``, by :mod:`dyncore.roofline` and by Chapter 7's comparison of all
+layers.
 
 What a spec holds:
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -40,7 +43,7 @@ import torch
 from .backend import BACKENDS
 
 __all__ = ["Sample", "ErrorCase", "BenchCase", "LayerSpec", "OpSpec", "all_specs", "get_spec",
-           "bench_cases", "get_bench_case", "layer_specs", "get_layer_spec"]
+           "bench_cases", "get_bench_case", "layer_specs", "get_layer_spec", "unfold_memory"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,20 @@ class OpSpec:
     batched_args: tuple[int, ...] | None = None
     description: str = ""
 
+    @classmethod
+    def from_module(cls, module: str, name: str, function: Callable, **fields) -> "OpSpec":
+        """The spec of ``function`` that the spec module ``module`` (its ``__name__``) describes
+        under the names every ``spec.py`` uses: the functions ``sample_inputs``, ``random_input``,
+        ``reference`` and ``error_inputs``, ``BENCH`` (one :class:`BenchCase` or a tuple of them)
+        and ``LAYER`` (absent: no benchmark, no layer). ``fields`` are the other fields
+        (``chapter``, ``equation``, ``description``, ...)."""
+        names = vars(sys.modules[module])
+        bench = names.get("BENCH", ())
+        return cls(name, function, sample_inputs=names["sample_inputs"], random_input=names["random_input"],
+                   reference=names["reference"], error_inputs=names["error_inputs"],
+                   bench=(bench,) if isinstance(bench, BenchCase) else tuple(bench),
+                   layer=names.get("LAYER"), **fields)
+
     def __call__(self, sample: Sample, backend: str = "auto"):
         return self.function(*sample.args, **sample.kwargs, backend=backend)
 
@@ -163,6 +180,18 @@ class OpSpec:
         args = tuple(a[:0] if isinstance(a, torch.Tensor) and (batched is None or i in batched) else a
                      for i, a in enumerate(sample.args))
         return Sample(args, dict(sample.kwargs), f"{sample.desc}, empty batch")
+
+
+def unfold_memory(cost: Callable) -> Callable:
+    """``BenchCase.memory`` for an operator whose ``"torch"`` backend unfolds (im2col) ``k*k``
+    copies of the input: inputs and output (``cost``'s bytes), plus that unfolded tensor and its
+    gradient; a backward pass needs about three times the forward."""
+    def memory(backend, B, C, H, W, k, mode, itemsize=4):
+        need = cost(B, C, H, W, k, itemsize=itemsize).bytes
+        if backend == "torch":
+            need += 2 * B * H * W * C * k * k * itemsize
+        return int(need * (3 if mode == "backward" else 1))
+    return memory
 
 
 def _spec_modules() -> list:

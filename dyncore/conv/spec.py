@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
+from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, unfold_memory
 from ..geometry import output_size
 from ..roofline import Cost, check_cost_args
 from ..validation import check_positive_int
@@ -167,18 +167,6 @@ def _conv_call(groups):
     return call
 
 
-def unfold_memory(cost):
-    """``BenchCase.memory`` for an operator whose ``"torch"`` backend unfolds (im2col) ``k*k``
-    copies of the input: inputs and output (``cost``'s bytes), plus that unfolded tensor and its
-    gradient; a backward pass needs about three times the forward."""
-    def memory(backend, B, C, H, W, k, mode, itemsize=4):
-        need = cost(B, C, H, W, k, itemsize=itemsize).bytes
-        if backend == "torch":
-            need += 2 * B * H * W * C * k * k * itemsize
-        return int(need * (3 if mode == "backward" else 1))
-    return memory
-
-
 def _conv_peer(groups):
     """oneDNN's ``F.conv2d`` (the ``"native"`` row), as the peer of our kernels."""
     call = _conv_call(groups)
@@ -214,9 +202,5 @@ LAYER = LayerSpec("conv", "", _make_layer, conv_parameter_formula, local_field=K
                   description="a plain 3 x 3 convolution, the baseline (Chapter 1)",
                   training_backend="torch")
 
-SPECS = (
-    OpSpec("conv2d", conv2d, chapter=1, equation="eq-conv", sample_inputs=sample_inputs,
-           random_input=random_input, reference=reference, error_inputs=error_inputs,
-           bench=BENCH, layer=LAYER, batched_args=(0,),
-           description="2-D convolution with the semantics of F.conv2d"),
-)
+SPECS = (OpSpec.from_module(__name__, "conv2d", conv2d, chapter=1, equation="eq-conv", batched_args=(0,),
+                            description="2-D convolution with the semantics of F.conv2d"),)

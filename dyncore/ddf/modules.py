@@ -132,12 +132,20 @@ class _FilterHead(nn.Module):
         return raw.reshape(B, G, C, T)
 
 
-def _check_filter_norm_taps(kernel_size, normalization):
-    """Filter normalization of a one-tap filter is identically zero: refuse it (see the module docstring)."""
-    if kernel_size == 1 and normalization == "filter":
+def _set_shared_args(module, channels, kernel_size, dilation, se_ratio, normalization, backend):
+    """Check the arguments :class:`DDF` and :class:`DDFUp` share and keep them on ``module``.
+    Filter normalization of a one-tap filter is identically zero: refused (see the module docstring)."""
+    (module.channels,) = V.check_channels(channels=channels)
+    module.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
+    module.dilation = V.check_positive_int("dilation", dilation)
+    module.se_ratio = V.check_positive_number("se_ratio", se_ratio)
+    module.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
+    if module.kernel_size == 1 and module.normalization == "filter":
         raise ValueError("kernel_size=1 with normalization='filter' would standardize every one-tap "
                          "filter to 0 (an output of zeros and no gradient); use kernel_size >= 3 or "
                          "normalization='sigmoid', 'batch' or 'none'")
+    resolve_backend(backend, torch.device("cpu"))
+    module.backend = backend
 
 
 def _autocast_input(x):
@@ -181,16 +189,9 @@ class DDF(nn.Module):
     def __init__(self, channels, kernel_size=3, stride=1, dilation=1, se_ratio=0.2, *,
                  filters="both", normalization="filter", backend="auto", device=None, dtype=None):
         super().__init__()
-        (self.channels,) = V.check_channels(channels=channels)
-        self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
+        _set_shared_args(self, channels, kernel_size, dilation, se_ratio, normalization, backend)
         self.stride = V.check_positive_int("stride", stride)
-        self.dilation = V.check_positive_int("dilation", dilation)
-        self.se_ratio = V.check_positive_number("se_ratio", se_ratio)
         self.filters = V.check_choice("filters", filters, FILTERS)
-        self.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
-        _check_filter_norm_taps(self.kernel_size, self.normalization)
-        resolve_backend(backend, torch.device("cpu"))
-        self.backend = backend
         factory = {"device": device, "dtype": dtype}
         C, k = self.channels, self.kernel_size
         T = k * k
@@ -307,20 +308,13 @@ class DDFUp(nn.Module):
     def __init__(self, channels, scale=2, kernel_size=3, guided=False, *, dilation=1, se_ratio=0.2,
                  guidance_channels=None, normalization="filter", backend="auto", device=None, dtype=None):
         super().__init__()
-        (self.channels,) = V.check_channels(channels=channels)
+        _set_shared_args(self, channels, kernel_size, dilation, se_ratio, normalization, backend)
         self.scale = V.check_positive_int("scale", scale)
-        self.kernel_size = V.check_kernel_size("kernel_size", kernel_size)
         self.guided = V.check_bool("guided", guided)
-        self.dilation = V.check_positive_int("dilation", dilation)
-        self.se_ratio = V.check_positive_number("se_ratio", se_ratio)
         self.guidance_channels = (self.channels if guidance_channels is None
                                   else V.check_channels(guidance_channels=guidance_channels)[0])
         if guidance_channels is not None and not guided:
             raise ValueError("guidance_channels is only used with guided=True")
-        self.normalization = V.check_choice("normalization", normalization, NORMALIZATIONS)
-        _check_filter_norm_taps(self.kernel_size, self.normalization)
-        resolve_backend(backend, torch.device("cpu"))
-        self.backend = backend
         factory = {"device": device, "dtype": dtype}
         C, k, P = self.channels, self.kernel_size, self.scale ** 2
         T = k * k

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import output_size
-from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
+from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, unfold_memory
 from ..roofline import Cost, check_cost_args
 from .functional import ddf
 from .modules import DDF, branch_parameters, squeeze_width
@@ -173,14 +173,6 @@ def _bench_call(backend, k, x, spatial, channel):
     return ddf(x, spatial, channel, kernel_size=k, backend=backend)
 
 
-def _bench_memory(backend, B, C, H, W, k, mode, itemsize=4):
-    """Inputs and output; the ``"torch"`` backend also unfolds ``k*k`` copies of the input."""
-    need = ddf_cost(B, C, H, W, k, itemsize=itemsize).bytes
-    if backend == "torch":
-        need += 2 * B * H * W * C * k * k * itemsize
-    return int(need * (3 if mode == "backward" else 1))
-
-
 def _bench_peer(k, x, spatial, channel):
     """The equation as a PyTorch user writes it for ``torch.compile``: ``k*k`` shifted
     multiply-adds of the zero-padded input, which Inductor fuses into one loop."""
@@ -195,7 +187,7 @@ def _bench_peer(k, x, spatial, channel):
 
 
 BENCH = BenchCase("ddf", "DDF ddf (spatial x channel filter)", ("numba", "torch", "cuda"),
-                  _bench_inputs, _bench_call, ddf_cost, _bench_memory,
+                  _bench_inputs, _bench_call, ddf_cost, unfold_memory(ddf_cost),
                   peer=_bench_peer, peer_name="Inductor: k*k shifted multiply-adds", peer_compiled=True,
                   peer_targets=(1.5, 2.0))
 
@@ -223,9 +215,5 @@ LAYER = LayerSpec("DDF", "ddf2021", _make_layer, ddf_parameter_formula, local_fi
                   headline="top-1 79.1% vs 77.2% with 16.8M vs 25.6M parameters, DDF-ResNet-50 vs "
                            "ResNet-50 (Table 4, ImageNet)")
 
-SPECS = (
-    OpSpec("ddf", ddf, chapter=6, equation="eq-ddf-op", sample_inputs=sample_inputs,
-           random_input=random_input, reference=reference, error_inputs=error_inputs,
-           bench=(BENCH,), layer=LAYER,
-           description="the decoupled dynamic filter: spatial x channel filters, tap by tap"),
-)
+SPECS = (OpSpec.from_module(__name__, "ddf", ddf, chapter=6, equation="eq-ddf-op",
+                            description="the decoupled dynamic filter: spatial x channel filters, tap by tap"),)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..conv.spec import unfold_memory
-from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample
+from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, unfold_memory
 from ..roofline import Cost, check_cost_args
 from .functional import dynamic_filter
 from .modules import DynamicFilterLayer
@@ -173,9 +172,5 @@ LAYER = LayerSpec("DFN", "dfn2016", _make_layer, dfn_parameter_formula, local_fi
                   headline="lower prediction error than a static network of about the same size "
                            "(moving MNIST; its figures are not quoted here)")
 
-SPECS = (
-    OpSpec("dynamic_filter", dynamic_filter, chapter=2, equation="eq-dfn", sample_inputs=sample_inputs,
-           random_input=random_input, reference=reference, error_inputs=error_inputs,
-           bench=(BENCH,), layer=LAYER,
-           description="DFN's per-pixel filter, shared by the channels"),
-)
+SPECS = (OpSpec.from_module(__name__, "dynamic_filter", dynamic_filter, chapter=2, equation="eq-dfn",
+                            description="DFN's per-pixel filter, shared by the channels"),)

@@ -161,9 +161,6 @@ LAYER = LayerSpec("DCM", "dmnet2019", _make_layer, dcm_parameter_formula, local_
                   training_backend="torch",
                   headline="mIoU 78.21 vs 69.83, DMNet vs the FCN without DCMs (Table 5, ResNet-50, VOC val)")
 
-SPECS = (
-    OpSpec("context_filter", context_filter, chapter=4, equation="eq-dmnet-context-filter",
-           sample_inputs=sample_inputs, random_input=random_input, reference=reference,
-           error_inputs=error_inputs, bench=(BENCH,), layer=LAYER,
-           description="DMNet's context filter: one depthwise k x k filter per image and channel"),
-)
+SPECS = (OpSpec.from_module(__name__, "context_filter", context_filter, chapter=4,
+                            equation="eq-dmnet-context-filter",
+                            description="DMNet's context filter: one depthwise k x k filter per image and channel"),)

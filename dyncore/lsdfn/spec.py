@@ -241,9 +241,7 @@ LAYER = LayerSpec("LS-DFN", "lsdfn2018", _make_layer, lsdfn_parameter_formula,
                   training_backend="numba",
                   headline="aEPE 2.34 vs 2.78, FlowNetS + LS-DFN (s = 7) vs FlowNetS (Table 6, FlyingChairs)")
 
-SPECS = (
-    OpSpec("large_sampling_filter", large_sampling_filter, chapter=3, equation="eq-lsdfn",
-           sample_inputs=sample_inputs, random_input=random_input, reference=reference,
-           error_inputs=error_inputs, bench=(BENCH,), layer=LAYER,
-           description="LS-DFN's large sampling field: s x s samples of k x k position-specific kernels"),
-)
+SPECS = (OpSpec.from_module(__name__, "large_sampling_filter", large_sampling_filter, chapter=3,
+                            equation="eq-lsdfn",
+                            description="LS-DFN's large sampling field: s x s samples of k x k "
+                                        "position-specific kernels"),)

@@ -194,10 +194,7 @@ LAYER = LayerSpec("PAD", "padnets2020", _make_layer, pad_parameter_formula,
                   training_backend="torch",
                   headline="mIoU 66.5 vs 64.7, PAD vs the vanilla network (Table 2, VGG-16 FCN-8s, VOC)")
 
-SPECS = (
-    OpSpec("adaptive_dilation_conv", adaptive_dilation_conv, chapter=5, equation="eq-pad-relaxed",
-           sample_inputs=sample_inputs, random_input=random_input, reference=reference,
-           error_inputs=error_inputs, bench=(BENCH,), layer=LAYER,
-           batched_args=(0, 3),
-           description="pixel-wise adaptive dilation, relaxed to a gated sum of dilated convolutions"),
-)
+SPECS = (OpSpec.from_module(__name__, "adaptive_dilation_conv", adaptive_dilation_conv, chapter=5,
+                            equation="eq-pad-relaxed", batched_args=(0, 3),
+                            description="pixel-wise adaptive dilation, relaxed to a gated sum of dilated "
+                                        "convolutions"),)
