@@ -24,8 +24,6 @@ COINCIDENCES = {
     "exercises/ch04.py": {"conv2d": "the attribute name of F.conv2d, patched to spy on calls"},
     "experiments/ch03.py": {"conv": "a kind of Chapter 3's shallow flow block ('conv', 'lsdfn', 'max')",
                             "lsdfn": "a kind of Chapter 3's shallow flow block ('conv', 'lsdfn', 'max')"},
-    "experiments/ch07_report.py": {name: "a paper's name in the findings table (the paper, not its layer)"
-                                   for name in ("DFN", "LS-DFN", "DDF")},
     "experiments/ch04.py": {"depthwise": "a kind of Chapter 4's Table 1 head ('depthwise': fixed filters, 'DMNet')"},
     "experiments/ch05.py": {"pad": "the kind of Chapter 5's stripes body ('fixed', 'multi', 'pad')"},
     "experiments/ch06.py": {"conv": "a choice of Chapter 6's ResNet slot ('conv', 'dwconv', 'ddf')",

@@ -19,21 +19,13 @@ __all__ = ["COLUMNS", "ComparisonTable", "X_AXES", "Y_LABELS", "colour", "plot_c
 
 #: The table's columns: (key, header, format).
 COLUMNS = (
-    ("layer", "layer", "{}"),
-    ("layer_params", "layer params", "{:,}"),
-    ("model_params", "model params", "{:,}"),
-    ("mflops", "layer MFLOPs", "{:.3f}"),
-    ("mflops_all", "+elementwise", "{:.3f}"),
-    ("miou", "mIoU", "{:.3f}"),
-    ("accuracy", "pixel acc", "{:.3f}"),
-    ("fine", "fine acc", "{:.3f}"),
-    ("coarse", "coarse acc", "{:.3f}"),
-    ("backend", "fast backend", "{}"),
-    ("layer_time", "layer time x conv", "{:.2f}"),
-    ("model_time", "model time x conv", "{:.2f}"),
-    ("erf_radius", "ERF r95", "{}"),
-    ("erf_support", "ERF support", "{}"),
-    ("train_s", "train s", "{:.1f}"),
+    ("layer", "layer", "{}"), ("layer_params", "layer params", "{:,}"),
+    ("model_params", "model params", "{:,}"), ("mflops", "layer MFLOPs", "{:.3f}"),
+    ("mflops_all", "+elementwise", "{:.3f}"), ("miou", "mIoU", "{:.3f}"),
+    ("accuracy", "pixel acc", "{:.3f}"), ("fine", "fine acc", "{:.3f}"), ("coarse", "coarse acc", "{:.3f}"),
+    ("backend", "fast backend", "{}"), ("layer_time", "layer time x conv", "{:.2f}"),
+    ("model_time", "model time x conv", "{:.2f}"), ("erf_radius", "ERF r95", "{}"),
+    ("erf_support", "ERF support", "{}"), ("train_s", "train s", "{:.1f}"),
 )
 
 
@@ -292,53 +284,20 @@ class PaperClaim:
     experiments: tuple[str, ...] = ()
 
 
-#: Every claim of the five papers the book sets out to test, by paper. A claim whose experiments
+#: Every claim of the five papers the book sets out to test, by paper, read from
+#: ``paper_claims.csv`` next to this module (one row per claim: paper, chapter, claim, the paper's
+#: figure, the recorded experiments that test it, separated by spaces). A claim whose experiments
 #: have no recorded result is listed by :func:`findings` as not tested yet.
-PAPER_CLAIMS = (
-    PaperClaim("DFN", "dynamic filters beat a static network of about the same size",
-               "moving MNIST, lower error (figures not quoted)", 2, ("02_dfn_moving_digits",)),
-    PaperClaim("DFN", "filters generated per pixel adapt to the input on a dense task",
-               "no figure (the paper's premise)", 7, ("07_side_by_side",)),
-    PaperClaim("LS-DFN", "an LS-DFN layer lowers the flow error of the plain network",
-               "aEPE 2.34 vs 2.78 (Table 6, FlowNetS, s = 7)", 3, ("03_lsdfn_flow",)),
-    PaperClaim("LS-DFN", "LS-DFN converges to a lower training loss",
-               "Fig. 8 (FlowNets and FlowNetC)", 3, ("03_lsdfn_flow",)),
-    PaperClaim("LS-DFN", "attention over the samples and the residual constants help",
-               "Tables 2-4 (detection mAP)", 3, ("03_lsdfn_flow",)),
-    PaperClaim("LS-DFN", "a large sampling field widens the effective receptive field",
-               "Fig. 1 (qualitative)", 7, ("07_side_by_side",)),
-    PaperClaim("DMNet", "generated (context-aware) filters beat fixed ones of the same sizes",
-               "mIoU 78.21 vs 71.88 for {1,3,5,7} (Table 1)", 4, ("04_dmnet_table1",)),
-    PaperClaim("DMNet", "DCMs beat the FCN without them", "mIoU 78.21 vs 69.83 (Table 5)", 4,
-               ("04_dmnet_table1",)),
-    PaperClaim("DMNet", "context from the highest stage gives the best filters",
-               "mIoU 78.21 (Stage5) vs 75.85 (Stage4) (Table 4)", 4, ("04_dmnet_table4",)),
-    PaperClaim("DMNet", "DMNet beats ASPP and other multi-scale heads",
-               "mIoU 78.21 vs 77.60 for ASPP {6,12,24,36} (Table 2)", 4),
-    PaperClaim("PAD-Nets", "PAD beats the vanilla network", "mIoU 66.5 vs 64.7 (Table 2)", 5,
-               ("05_pad_dilation",)),
-    PaperClaim("PAD-Nets", "larger dilations are chosen for larger structures", "Fig. 4 (qualitative)", 5,
-               ("05_pad_dilation",)),
-    PaperClaim("PAD-Nets", "the layer helps most in the deepest block (layer placement)",
-               "mIoU 66.5 at conv5 vs 64.7 at conv4 and 63.9 at conv3 (Table 1, VGG-16 FCN-8s)", 5,
-               ("05_pad_placement",)),
-    PaperClaim("PAD-Nets", "Markov aggregation beats the gated and recurrent ones",
-               "mIoU 66.5 vs 65.5 vs 65.3 (Table 2, VGG-16 FCN-8s)", 5, ("05_pad_placement",)),
-    PaperClaim("DDF", "DDF-ResNet beats ResNet with fewer parameters and FLOPs",
-               "top-1 79.1% vs 77.2%, 16.8M vs 25.6M parameters (Table 4)", 6, ("06_ddf_resnet",)),
-    PaperClaim("DDF", "spatial and channel filters together beat either alone",
-               "top-1 79.1% vs 78.7% (channel only) and 74.4% (spatial only) (Table 3a)", 6,
-               ("06_ddf_resnet",)),
-    PaperClaim("DDF", "filter normalization beats sigmoid and batch normalization",
-               "top-1 79.1% vs 78.2% (sigmoid) and 76.0% (batch norm) (Table 3b)", 6,
-               ("06_ddf_resnet",)),
-    PaperClaim("DDF", "a larger squeeze ratio adds parameters for at most a marginal gain",
-               "top-1 79.1% / 79.0% / 79.2% at 0.2 / 0.3 / 0.4 (Table 3c)", 6, ("06_ddf_squeeze",)),
-    PaperClaim("DDF", "without filter normalization training is unstable", "Sec. 3.2 (not measured)", 6,
-               ("06_ddf_stability",)),
-    PaperClaim("DDF", "DDF-Up beats a conv network and PAC at joint depth upsampling",
-               "lower RMSE at 4x, 8x and 16x (Table 7)", 6, ("06_ddfup_depth",)),
-)
+def _read_paper_claims() -> tuple[PaperClaim, ...]:
+    import csv
+    import pathlib
+
+    with open(pathlib.Path(__file__).with_name("paper_claims.csv"), newline="") as f:
+        return tuple(PaperClaim(row["paper"], row["claim"], row["figure"], int(row["chapter"]),
+                                tuple(row["experiments"].split())) for row in csv.DictReader(f))
+
+
+PAPER_CLAIMS = _read_paper_claims()
 
 
 def claims_for(result: dict) -> list:
