@@ -31,7 +31,9 @@ Every model is the same network with a different *body*:
   ``dilations`` and averaged (:class:`MultiDilationStack`, an ASPP-like fixed mix: it is
   :func:`~dyncore.pad.adaptive_dilation_conv` with constant gates ``1 / D``);
 * ``("pad", dilations, aggregation)``: three :class:`~dyncore.pad.PADConv2d` layers
-  (:class:`~dyncore.pad.PADStack`) that choose among ``dilations`` at every pixel.
+  (:class:`~dyncore.pad.PADStack`) that choose among ``dilations`` at every pixel;
+* ``("pad_at", pad_layers, dilations, aggregation)``: PAD layers at the positions
+  ``pad_layers`` only, plain 3 x 3 convolutions of dilation 1 elsewhere (:class:`PlacedPADStack`).
 
 The convolutions have the same weights in all of them, so the fixed and multi-dilation models
 have exactly the same parameters, and a PAD model has those plus its hidden-prior branch
@@ -41,6 +43,12 @@ have exactly the same parameters, and a PAD model has those plus its hidden-prio
 :mod:`dyncore.experiments.runner`): PAD (Markov aggregation, dilations 1, 2, 4) against every
 fixed dilation and against the multi-dilation average, each at its own learning rate chosen on a
 validation split, over several seeds; :func:`claims` lists what the chapter tests on it.
+
+**The recorded experiment** ``05_pad_placement`` (same task, data and protocol): where the PAD
+layer goes (the paper's Table 1: PAD in body layer 1, 2 or 3 only, a :class:`PlacedPADStack`, or
+in all three) and how the layers' priors are aggregated (Table 2: Markov, gated, recurrent),
+against the vanilla network; :func:`placement_claims` lists what the chapter tests on it.
+:data:`CLAIMS` maps each experiment to its claims.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ from torch import nn
 
 from .. import validation as V
 from ..pad import PADStack, adaptive_dilation_conv, dilation_variance, expected_dilation
-from ..pad.modules import record_gates
+from ..pad.modules import AGGREGATIONS, PADConv2d, prior_branch_parameters, record_gates
 from ..training import train_steps
 from ..utils import count_parameters  # noqa: F401  (the chapter calls it from here)
 from .metrics import mean_iou
@@ -203,18 +211,74 @@ class MultiDilationStack(nn.Module):
         return x
 
 
+class PlacedPADStack(nn.Module):
+    """``depth`` 3 x 3 layers ``channels -> channels``, each followed by a ReLU: a
+    :class:`~dyncore.pad.PADConv2d` at the positions ``pad_layers`` (counted from 1) and a plain
+    3 x 3 convolution with dilation 1 everywhere else (the paper's Table 1: which layers get the
+    PAD kernels). A PAD layer receives the hidden priors of the previous PAD layer of the stack
+    (none for the first one), as in :class:`~dyncore.pad.PADStack`; with every position a PAD
+    layer it is that stack, layer for layer (same parameters, same initialization, same output).
+    The convolutions have the parameters of :class:`FixedDilationStack`; each PAD layer adds
+    its prior branch (:func:`~dyncore.pad.modules.prior_branch_parameters`)."""
+
+    def __init__(self, channels: int, depth: int = 3, pad_layers: tuple = (3,), dilations: tuple = (1, 2, 4),
+                 aggregation: str = "markov", tau: float = 1.0, kernel_size: int = 3, backend: str = "auto"):
+        super().__init__()
+        depth = V.check_positive_int("depth", depth)
+        if isinstance(pad_layers, int) or not isinstance(pad_layers, (tuple, list)):
+            raise TypeError(f"pad_layers must be a tuple of layer positions (1 to depth); got {pad_layers!r}")
+        positions = tuple(V.check_positive_int("pad_layers", p) for p in pad_layers)
+        if not positions or len(set(positions)) != len(positions) or max(positions) > depth:
+            raise ValueError(f"pad_layers must be a non-empty tuple of distinct positions from 1 to "
+                             f"depth = {depth}; got {pad_layers!r}")
+        V.check_choice("aggregation", aggregation, AGGREGATIONS)
+        self.pad_layers = tuple(sorted(positions))
+        self.layers = nn.ModuleList(
+            PADConv2d(channels, channels, kernel_size, dilations, tau, aggregation=aggregation, backend=backend)
+            if i + 1 in self.pad_layers
+            else nn.Conv2d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2)
+            for i in range(depth))
+
+    @property
+    def dilations(self):
+        return self.pads()[0].dilations
+
+    def pads(self) -> list:
+        """The PAD layers, in order."""
+        return [layer for layer in self.layers if isinstance(layer, PADConv2d)]
+
+    def forward(self, x):
+        prior = None
+        for layer in self.layers:
+            if isinstance(layer, PADConv2d):
+                x, prior = layer(x, prior, return_prior=True)
+            else:
+                x = layer(x)
+            x = F.relu(x)
+        return x
+
+
 def make_segmenter(body: tuple, channels: int = 8, in_channels: int = 1, num_classes: int = 2,
                    depth: int = 3, tau: float = 1.0, backend: str = "auto") -> nn.Sequential:
-    """``body`` is ``("fixed", d)``, ``("multi", dilations)`` or ``("pad", dilations, aggregation)``."""
+    """``body`` is ``("fixed", d)``, ``("multi", dilations)``, ``("pad", dilations, aggregation)``
+    (PAD in every body layer) or ``("pad_at", pad_layers, dilations, aggregation)`` (PAD at the
+    positions ``pad_layers``, counted from 1, plain 3 x 3 convolutions elsewhere:
+    :class:`PlacedPADStack`)."""
+    if not isinstance(body, (tuple, list)) or not body:
+        raise ValueError(f"body must be ('fixed', d), ('multi', dilations), ('pad', dilations, aggregation) "
+                         f"or ('pad_at', pad_layers, dilations, aggregation); got {body!r}")
     if body[0] == "fixed":
         middle = FixedDilationStack(channels, depth, body[1])
     elif body[0] == "multi":
         middle = MultiDilationStack(channels, depth, body[1])
     elif body[0] == "pad":
         middle = PADStack(channels, depth, dilations=body[1], aggregation=body[2], tau=tau, backend=backend)
+    elif body[0] == "pad_at" and len(body) == 4:
+        middle = PlacedPADStack(channels, depth, pad_layers=body[1], dilations=body[2], aggregation=body[3],
+                                tau=tau, backend=backend)
     else:
-        raise ValueError(f"body must be ('fixed', d), ('multi', dilations) or ('pad', dilations, "
-                         f"aggregation); got {body!r}")
+        raise ValueError(f"body must be ('fixed', d), ('multi', dilations), ('pad', dilations, aggregation) "
+                         f"or ('pad_at', pad_layers, dilations, aggregation); got {body!r}")
     return nn.Sequential(
         nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
@@ -244,23 +308,28 @@ def train_segmenter(model: nn.Module, data: StripeData, steps: int, batch_size: 
 def evaluate_segmenter(model: nn.Module, data: StripeData, batch_size: int = 128) -> dict:
     """Eval mode (no Gumbel noise): mean IoU over the classes, pixel accuracy, accuracy per zone,
     and for a PAD body the expected dilation per layer and zone and the mean variance of the
-    sampled dilation (Table 1's sigma^2)."""
+    sampled dilation (Table 1's sigma^2); for a :class:`PlacedPADStack` the same for its PAD
+    layers, whose positions ``pad_layers`` lists."""
     model.eval()
     device = next(model.parameters()).device
     preds, stats = [], {"priors": []}
     body = body_of(model)
+    pads = (list(body.layers) if isinstance(body, PADStack) else body.pads() if isinstance(body, PlacedPADStack)
+            else [])
     for start in range(0, len(data.images), batch_size):
         with record_gates(model) as seen:
             preds.append(model(data.images[start:start + batch_size].to(device)).argmax(1).cpu())
-        if isinstance(body, PADStack):
-            stats["priors"].append([seen[layer][0].cpu() for layer in body.layers])
+        if pads:
+            stats["priors"].append([seen[layer][0].cpu() for layer in pads])
     pred = torch.cat(preds)
     correct = (pred == data.labels).float()
     result = {"miou": mean_iou(pred, data.labels, int(data.labels.max()) + 1), "accuracy": correct.mean().item(),
               "zone_accuracy": [correct[data.zones == z].mean().item() for z in range(2)]}
-    if isinstance(body, PADStack):
+    if pads:
         priors = [torch.cat([batch[layer] for batch in stats["priors"]])
-                  for layer in range(len(body.layers))]
+                  for layer in range(len(pads))]
+        result["pad_layers"] = (list(body.pad_layers) if isinstance(body, PlacedPADStack)
+                                else list(range(1, len(pads) + 1)))
         dil = body.dilations
         result["expected_dilation"] = [expected_dilation(torch.softmax(h, 1), dil) for h in priors]
         result["dilation_by_zone"] = [[e[data.zones == z].mean().item() for z in range(2)]
@@ -281,6 +350,9 @@ BODIES = {
     "PAD markov": ("pad", (1, 2, 4), "markov"),
     "PAD gated": ("pad", (1, 2, 4), "gated"),
     "PAD recurrent": ("pad", (1, 2, 4), "recurrent"),
+    "PAD layer 1": ("pad_at", (1,), (1, 2, 4), "markov"),
+    "PAD layer 2": ("pad_at", (2,), (1, 2, 4), "markov"),
+    "PAD layer 3": ("pad_at", (3,), (1, 2, 4), "markov"),
 }
 #: The fixed-dilation variants, by dilation.
 FIXED = {1: "fixed d=1", 2: "fixed d=2", 4: "fixed d=4"}
@@ -307,14 +379,16 @@ def held_out_loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> 
 
 def pad_measurements(evaluation: dict, data: StripeData) -> dict:
     """Scalar measurements of a PAD body from :func:`evaluate_segmenter`'s result: expected
-    dilation per zone (mean of the layers, and per layer), against the distance to a bar's edge
-    in coarse cells (``dilation_edge_k``), and the variance of the sampled dilation."""
+    dilation per zone (mean of the PAD layers, and per PAD layer, named by its position in the
+    body), against the distance to a bar's edge in coarse cells (``dilation_edge_k``), and the
+    variance of the sampled dilation."""
     by_zone = evaluation["dilation_by_zone"]
     out = {"dilation_fine": sum(f for f, _ in by_zone) / len(by_zone),
            "dilation_coarse": sum(c for _, c in by_zone) / len(by_zone),
            "dilation_variance": evaluation["variance"]}
-    for layer, (f, c) in enumerate(by_zone):
-        out[f"dilation_fine_{layer + 1}"], out[f"dilation_coarse_{layer + 1}"] = f, c
+    positions = evaluation.get("pad_layers", range(1, len(by_zone) + 1))
+    for position, (f, c) in zip(positions, by_zone):
+        out[f"dilation_fine_{position}"], out[f"dilation_coarse_{position}"] = f, c
     mean_map = torch.stack(evaluation["expected_dilation"]).mean(0)
     for k in range(int(data.edge_distance.max()) + 1):
         here = data.edge_distance == k
@@ -346,7 +420,7 @@ def stripes_trial(t: Trial) -> dict:
     model.eval()
     if t.split == "test":
         metrics["test_loss"] = held_out_loss(model, held)
-    if body[0] == "pad":
+    if body[0] in ("pad", "pad_at"):
         metrics.update(pad_measurements(result, held))
         if t.split == "test" and t.seed == 0:
             # (image, layer, dilation, y, x), to 4 decimals
@@ -377,7 +451,36 @@ DILATION = Experiment(
             "PAD has those plus its prior branch (3 layers x (8 x 3 + 3) = 81).",
 )
 
-EXPERIMENTS = (DILATION,)
+
+def _placement_matched() -> str:
+    one = prior_branch_parameters(8, 3, "markov")
+    per = {agg: prior_branch_parameters(8, 3, agg) for agg in AGGREGATIONS}
+    return (f"every body has the same three 3x3 convolutions (the parameters of fixed d=1); a PAD layer adds "
+            f"its prior branch: PAD in one layer (Markov, its U_h: 8 x 3 weights + 3 biases) +{one}; PAD in "
+            f"all three layers +3 x {per['markov']} = {3 * per['markov']} (Markov), +3 x {per['recurrent']} = "
+            f"{3 * per['recurrent']} (recurrent: U_h and W_h, 3 x 3), +3 x {per['gated']} = {3 * per['gated']} "
+            f"(gated: U_h, W_h, U_a, W_a). Nothing else differs.")
+
+
+PLACEMENT = Experiment(
+    name="05_pad_placement", chapter=5,
+    title="Where the PAD layer goes (Table 1) and how the layers' priors are aggregated (Table 2), stripes task",
+    variants=("fixed d=1", "PAD layer 1", "PAD layer 2", "PAD layer 3", "PAD markov", "PAD gated",
+              "PAD recurrent"),
+    config=dict(DILATION.config), quick=dict(DILATION.quick),
+    prepare=prepare_stripes, trial=stripes_trial,
+    lr_grid=DILATION.lr_grid, select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    description="The stripes task and network of 05_pad_dilation (stem of two 3x3 convolutions, a body of "
+                "three 3x3 layers, a 1x1 classifier, 8 channels). Placement (the paper's Table 1): PAD "
+                "(Markov, dilations {1, 2, 4}) in body layer 1, 2 or 3 only, the other two plain 3x3 "
+                "convolutions of dilation 1; PAD in all three layers (PAD markov); the vanilla network "
+                "(fixed d=1). Aggregation (the paper's Table 2): PAD in all three layers with Markov, gated "
+                "or recurrent hidden priors. Adam with a one-cycle schedule, batches of 16; learning rate "
+                "per variant from the grid by the final validation loss of seed 0.",
+    matched=_placement_matched(),
+)
+
+EXPERIMENTS = (DILATION, PLACEMENT)
 
 
 def claims(result: dict) -> tuple[Claim, ...]:
@@ -399,6 +502,60 @@ def claims(result: dict) -> tuple[Claim, ...]:
         Claim("PAD beats the best fixed dilation in coarse cells", "coarse_accuracy", "PAD markov", best,
               paper="not compared in the paper"),
     )
+
+
+#: The paper's mIoU for PAD in one VGG-16 block (Table 1, FCN-8s on VOC 2012), by our body layer.
+PAPER_PLACEMENT = {1: ("conv3", 63.9), 2: ("conv4", 64.7), 3: ("conv5", 66.5)}
+#: The paper's Table 1 row with PAD in all three blocks, and Table 2 (PAD in the three layers of
+#: conv5, by aggregation; "vanilla" is its backbone row).
+PAPER_ALL_BLOCKS = 65.9
+#: Table 1's sigma^2(d_ij), the variance of the sampled dilation, by our body layer (PAD in one block).
+PAPER_VARIANCE = {1: 1.96e-4, 2: 1.84e-4, 3: 4.01e-6}
+PAPER_AGGREGATION = {"markov": 66.5, "gated": 65.5, "recurrent": 65.3, "vanilla": 64.7}
+
+
+def placement_claims(result: dict | None = None) -> tuple[Claim, ...]:
+    """What the chapter tests on a recorded ``05_pad_placement`` run (decided by
+    :func:`dyncore.experiments.verdicts.verdict`), with the paper's figures. Body layers 1, 2, 3
+    stand for the paper's blocks conv3, conv4, conv5: the same order in depth, but one layer each
+    and all at one resolution. Note that the paper's own figures do not say that PAD beats the
+    backbone at every placement: at conv3 it is below it, at conv4 equal."""
+    van = PAPER_AGGREGATION["vanilla"]
+    (b1, p1), (b2, p2), (b3, p3) = (PAPER_PLACEMENT[k] for k in (1, 2, 3))
+    out = [Claim("PAD in the deepest layer beats PAD in layer 1", "miou", "PAD layer 3", "PAD layer 1",
+                 paper=f"{p3} ({b3} only) vs {p1} ({b1} only) mIoU (Table 1)", source="Table 1"),
+           Claim("PAD in the deepest layer beats PAD in layer 2", "miou", "PAD layer 3", "PAD layer 2",
+                 paper=f"{p3} ({b3} only) vs {p2} ({b2} only) mIoU (Table 1)", source="Table 1"),
+           Claim("PAD in the deepest layer alone beats PAD in all three layers", "miou", "PAD layer 3", "PAD markov",
+                 paper=f"{p3} ({b3} only) vs {PAPER_ALL_BLOCKS} (conv3-5) mIoU (Table 1)", source="Table 1")]
+    for k in (1, 2):
+        block, _ = PAPER_PLACEMENT[k]
+        out.append(Claim(f"PAD in the deepest layer samples its dilation with less variance than in layer {k}",
+                         "dilation_variance", "PAD layer 3", f"PAD layer {k}", lower_is_better=True,
+                         paper=f"sigma^2 {PAPER_VARIANCE[3]:.2e} ({b3} only) vs {PAPER_VARIANCE[k]:.2e} ({block} "
+                               f"only) (Table 1)", source="Table 1"))
+    for k in (1, 2, 3):
+        block, p = PAPER_PLACEMENT[k]
+        sign = ">" if p > van else "=" if p == van else "<"
+        out.append(Claim(f"PAD in layer {k} beats the vanilla network", "miou", f"PAD layer {k}", "fixed d=1",
+                         paper=f"{p} ({block} only, Table 1) {sign} {van} (backbone, Table 2) mIoU",
+                         source="Tables 1, 2"))
+    out.append(Claim("PAD in all three layers beats the vanilla network", "miou", "PAD markov", "fixed d=1",
+                     paper=f"{PAPER_ALL_BLOCKS} (conv3-5, Table 1) > {van} (backbone, Table 2) mIoU",
+                     source="Tables 1, 2"))
+    for agg in ("gated", "recurrent"):
+        out.append(Claim(f"Markov aggregation beats {agg}", "miou", "PAD markov", f"PAD {agg}",
+                         paper=f"{PAPER_AGGREGATION['markov']} vs {PAPER_AGGREGATION[agg]} mIoU (Table 2, VGG-16)",
+                         source="Table 2"))
+    for agg in ("gated", "recurrent"):
+        out.append(Claim(f"PAD with {agg} aggregation beats the vanilla network", "miou", f"PAD {agg}", "fixed d=1",
+                         paper=f"{PAPER_AGGREGATION[agg]} vs {van} mIoU (Table 2, VGG-16)", source="Table 2"))
+    return tuple(out)
+
+
+#: The claims each recorded experiment of this chapter is tested on, by experiment name (what
+#: :func:`dyncore.experiments.ch07_report.claims_for` reads).
+CLAIMS = {"05_pad_dilation": claims, "05_pad_placement": placement_claims}
 
 
 def zone_result(result: dict, variant: str = "PAD markov", metrics: tuple[str, str] = ("dilation_coarse", "dilation_fine"),
