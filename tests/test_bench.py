@@ -303,22 +303,33 @@ def test_cli_help_and_list(capsys):
     assert all(op in listed for op in suite.available_operators())
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--ops", "ddx"], "--ops: unknown value 'ddx'"),
-    (["--ops", ""], "--ops: give at least one value"),
-    (["--backends", "numpy"], "--backends: unknown value 'numpy'"),
-    (["--sizes", "2x64x64"], "--sizes: a size must be BxCxHxW"),
-    (["--sizes", "2xAx4x4"], "--sizes: a size must be BxCxHxW"),
-    (["--kernel-sizes", "4"], "--kernel-sizes: kernel sizes must be odd"),
-    (["--kernel-sizes", "three"], "--kernel-sizes"),
-    (["--mode", "fwd"], "--mode: unknown value 'fwd'"),
-    (["--device", "tpu"], "--device: invalid choice"),
-    (["--dtype", "float16"], "--dtype: invalid choice"),
-    (["--min-run-time", "-1"], "--min-run-time: must be positive"),
-    (["--threads", "0"], "--threads: must be positive"),
-    (["--max-memory", "0"], "--max-memory: must be positive"),
-    (["--out", "results.txt"], "--out must end in .csv or .json"),
-])
+#: (command line, what the error message must say), one per line as "flag value | message"
+BAD_ARGUMENTS = """
+--ops ddx | --ops: unknown value 'ddx'
+--ops  | --ops: give at least one value
+--backends numpy | --backends: unknown value 'numpy'
+--sizes 2x64x64 | --sizes: a size must be BxCxHxW
+--sizes 2xAx4x4 | --sizes: a size must be BxCxHxW
+--kernel-sizes 4 | --kernel-sizes: kernel sizes must be odd
+--kernel-sizes three | --kernel-sizes
+--mode fwd | --mode: unknown value 'fwd'
+--device tpu | --device: invalid choice
+--dtype float16 | --dtype: invalid choice
+--min-run-time -1 | --min-run-time: must be positive
+--threads 0 | --threads: must be positive
+--max-memory 0 | --max-memory: must be positive
+--out results.txt | --out must end in .csv or .json
+"""
+
+
+def _bad_arguments():
+    for line in BAD_ARGUMENTS.strip().splitlines():
+        args, match = (part.strip() for part in line.split("|"))
+        flag, _, value = args.partition(" ")
+        yield pytest.param([flag, value], match, id=args or flag)
+
+
+@pytest.mark.parametrize("argv,match", list(_bad_arguments()))
 def test_cli_bad_arguments(argv, match, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

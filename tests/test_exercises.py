@@ -7,20 +7,17 @@ name -> check), the stubs are the functions its code cells define (cells tagged
 """
 
 import ast
-import functools
 import importlib
 import inspect
-import sys
 import textwrap
 from pathlib import Path
 
 import jupytext
 import pytest
 
-from dyncore.exercises import StubError
+from exercise_checks import ROOT, load_stubs, rejects_as_stub
 from solutions import load_solutions
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "exercises").glob("[0-9][0-9]_*.md"))
 
 
@@ -30,21 +27,6 @@ def checks_for_module(notebook: Path):
 
 def checks_for(notebook: Path) -> dict:
     return checks_for_module(notebook).CHECKS
-
-
-@functools.cache
-def load_stubs(notebook: Path) -> dict:
-    nb = jupytext.read(notebook)
-    namespace: dict = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code" or "raises-exception" in cell.metadata.get("tags", []):
-            continue
-        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
-        exec(compile(source, f"{notebook.name} cell", "exec"), namespace)
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None:  # the notebook's pictures: figures stay open until closed
-        pyplot.close("all")
-    return namespace
 
 
 CASES = [(nb, name) for nb in NOTEBOOKS for name in checks_for(nb)]
@@ -74,8 +56,10 @@ def test_check_passes_on_solution(notebook, name, capsys):
 
 @pytest.mark.parametrize("notebook,name", CASES, ids=IDS)
 def test_check_fails_on_stub(notebook, name):
-    with pytest.raises(StubError):
-        checks_for(notebook)[name](load_stubs(notebook)[name])
+    """As not yet done (a StubError), not as wrong, and the message names the function and what it
+    still does: raise NotImplementedError, or (a find-the-bug exercise) what the broken one did."""
+    still = "raises NotImplementedError|computes what the broken version computed|gives the shapes it gave"
+    rejects_as_stub(checks_for(notebook)[name], load_stubs(notebook)[name], rf"^{name}\b.*? still ({still})")
 
 
 def _code(function: ast.FunctionDef) -> tuple[str, ...]:
@@ -89,7 +73,8 @@ def _code(function: ast.FunctionDef) -> tuple[str, ...]:
 @pytest.mark.parametrize("notebook,name", PLANTED, ids=[f"{nb.stem}:{name}" for nb, name in PLANTED])
 def test_notebook_gives_the_planted_bug(notebook, name):
     """The broken function the reader edits is, statement for statement, the one its check knows
-    as unfixed (so the check can say "still the planted bug" and not "wrong")."""
+    as unfixed (so the check can say "still the planted bug" and not "wrong": test_check_fails_on_stub
+    and each chapter's find-the-bug test)."""
     planted = getattr(checks_for_module(notebook), f"planted_{name}")
     source = "\n".join(cell.source for cell in jupytext.read(notebook).cells if cell.cell_type == "code")
     source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
@@ -97,5 +82,3 @@ def test_notebook_gives_the_planted_bug(notebook, name):
     assert len(given) == 1, f"{notebook.name} defines {name} {len(given)} times"
     assert _code(given[0]) == _code(ast.parse(textwrap.dedent(inspect.getsource(planted))).body[0]), (
         f"{notebook.name}'s {name} differs from {planted.__module__}.planted_{name}")
-    with pytest.raises(StubError):  # the broken function counts as not yet done, not as a wrong answer
-        checks_for(notebook)[name](planted)

@@ -7,11 +7,7 @@ ignores strides, a kernel without its bounds guard, ...) and that the message sa
 wrong. The wrong answers below are written on purpose.
 """
 
-from pathlib import Path
-
 import dyncore  # noqa: F401  first: picks the GPU or the CUDA simulator before Numba loads
-import jupytext
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -19,47 +15,26 @@ import torch.nn.functional as F
 from numba import cuda
 
 from dyncore._bootstrap import simulating
-from dyncore.cuda_bridge import unravel4
-from solutions import load_solutions
-from dyncore.exercises import StubError, ch01, cuda_checks
+from dyncore.exercises import ch01, cuda_checks
 from dyncore.receptive_field import receptive_field
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "exercises" / "01_convolution_exercises.md"
-
+from exercise_checks import (find_the_bug_test, notebook_stubs, owned_element, rejects, rejects_as_stub,
+                             switched, wrong_kernels)
+from solutions import load_solutions
 
 SOL = load_solutions("01_convolution")
-
-
-def _notebook_stubs() -> dict:
-    """The functions the notebook defines (its cells that are not meant to raise)."""
-    namespace: dict = {}
-    for cell in jupytext.read(NOTEBOOK).cells:
-        if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []):
-            exec(compile(cell.source, NOTEBOOK.name, "exec"), namespace)
-    plt.close("all")  # the notebook's pictures
-    return namespace
 
 
 # ------------------------------------------------------------------------------------------
 # The stubs fail as stubs: the message says to replace the stub, not that a value is wrong
 # ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["depthwise_conv2d_loops", "conv2d_weight_grad",
-                                  "receptive_field_of"])
-def test_python_stub_gives_a_stub_error(name):
-    stub = _notebook_stubs()[name]
-    with pytest.raises(StubError, match=f"{name} still raises NotImplementedError"):
-        ch01.CHECKS[name](stub)
-
-
 def test_kernel_stub_gives_a_stub_error():
     """The stub raises inside the kernel: the simulator re-raises it from the thread (with the
     thread index in the message); on a GPU the exception is not reported and out stays empty."""
-    stub = _notebook_stubs()["dilated_conv2d_cuda_kernel"]
+    stub = notebook_stubs("01_convolution")["dilated_conv2d_cuda_kernel"]
     if simulating():
-        with pytest.raises(StubError, match="still raises NotImplementedError"):
-            ch01.check_dilated_conv2d_cuda_kernel(stub)
+        rejects_as_stub(ch01.check_dilated_conv2d_cuda_kernel, stub)
     else:  # pragma: no cover - needs a GPU
         with pytest.raises(AssertionError, match="wrote no element of out|NotImplementedError"):
             ch01.check_dilated_conv2d_cuda_kernel(stub)
@@ -76,17 +51,9 @@ def test_a_wrapped_not_implemented_error_is_still_a_stub(monkeypatch):
             raise RuntimeError("kernel launch failed") from exc
 
     monkeypatch.setattr(cuda_checks, "launch", launch_that_wraps)
-    with pytest.raises(StubError, match="still raises NotImplementedError"):
-        ch01.check_dilated_conv2d_cuda_kernel(SOL.dilated_conv2d_cuda_kernel)
+    rejects_as_stub(ch01.check_dilated_conv2d_cuda_kernel, SOL.dilated_conv2d_cuda_kernel)
     assert cuda_checks.raised_not_implemented(RuntimeError("x: NotImplementedError: y"))
     assert not cuda_checks.raised_not_implemented(IndexError("index 9 is out of bounds"))
-
-
-def test_checks_print_correct_on_the_solutions(capsys):
-    for name, check in ch01.CHECKS.items():
-        check(getattr(SOL, name))
-    printed = capsys.readouterr().out
-    assert printed.count("Correct:") == len(ch01.CHECKS), printed
 
 
 def test_the_loops_solution_of_the_weight_gradient_passes_too():
@@ -137,27 +104,21 @@ def test_depthwise_reference_of_the_wrong_answers_is_right():
     ({"mix_channels": True}, r"x of shape \(2, 3, 7, 6\).* is wrong"),
 ])
 def test_depthwise_check_rejects_wrong_answers(mistake, match):
-    def wrong(x, weight, padding, dilation):
-        return _depthwise(x, weight, padding, dilation, **mistake)
-
-    with pytest.raises(AssertionError, match=match):
-        ch01.check_depthwise_conv2d_loops(wrong)
+    rejects(ch01.check_depthwise_conv2d_loops, switched(_depthwise, **mistake), match)
 
 
 def test_depthwise_check_says_when_nothing_is_returned():
     def forgets_return(x, weight, padding, dilation):
         SOL.depthwise_conv2d_loops(x, weight, padding, dilation)
 
-    with pytest.raises(AssertionError, match="returned None: did you forget to `return`"):
-        ch01.check_depthwise_conv2d_loops(forgets_return)
+    rejects(ch01.check_depthwise_conv2d_loops, forgets_return, "returned None: did you forget to `return`")
 
 
 def test_depthwise_check_reports_the_largest_error():
     def slightly_off(x, weight, padding, dilation):
         return SOL.depthwise_conv2d_loops(x, weight, padding, dilation) + 1e-3
 
-    with pytest.raises(AssertionError, match="(?s)is wrong.*Greatest absolute difference"):
-        ch01.check_depthwise_conv2d_loops(slightly_off)
+    rejects(ch01.check_depthwise_conv2d_loops, slightly_off, "(?s)is wrong.*Greatest absolute difference")
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,11 +154,7 @@ def test_weight_grad_reference_of_the_wrong_answers_is_right():
     ({"tap_step": 1}, r"dilation=2\) is wrong"),                           # forgets the dilation
 ])
 def test_weight_grad_check_rejects_wrong_answers(mistake, match):
-    def wrong(x, grad_out, k, s, p, d):
-        return _weight_grad(x, grad_out, k, s, p, d, **mistake)
-
-    with pytest.raises(AssertionError, match=match):
-        ch01.check_conv2d_weight_grad(wrong)
+    rejects(ch01.check_conv2d_weight_grad, switched(_weight_grad, **mistake), match)
 
 
 def test_weight_grad_check_names_the_expected_shape():
@@ -215,8 +172,7 @@ def test_weight_grad_check_explains_that_autograd_is_off():
         F.conv2d(x, w, stride=s, padding=p, dilation=d).backward(grad_out)
         return w.grad
 
-    with pytest.raises(AssertionError, match=r"torch\.no_grad\(\).*compute the gradient by hand"):
-        ch01.check_conv2d_weight_grad(with_autograd)
+    rejects(ch01.check_conv2d_weight_grad, with_autograd, r"torch\.no_grad\(\).*compute the gradient by hand")
 
 
 # ------------------------------------------------------------------------------------------
@@ -280,13 +236,12 @@ def _rf_kd(layers):
              r"gradient of output pixel \(0, 0\) reaches input pixels 0 to 14"),
 ])
 def test_receptive_field_check_rejects_wrong_formulas(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch01.check_receptive_field_of(wrong)
+    rejects(ch01.check_receptive_field_of, wrong, f"(?s){match}")
 
 
 def test_receptive_field_check_wants_an_int():
-    with pytest.raises(AssertionError, match=r"returned 3\.0 \(float\); return an int"):
-        ch01.check_receptive_field_of(lambda layers: float(SOL.receptive_field_of(layers)))
+    rejects(ch01.check_receptive_field_of, lambda layers: float(SOL.receptive_field_of(layers)),
+            r"returned 3\.0 \(float\); return an int")
 
 
 def test_receptive_field_check_accepts_numpy_ints():
@@ -297,126 +252,51 @@ def test_receptive_field_check_accepts_numpy_ints():
 # Exercise 4: the CUDA kernel (under the simulator without a GPU)
 # ------------------------------------------------------------------------------------------
 
-@cuda.jit
-def kernel_without_dilation(x, weight, out, dilation):
-    n = cuda.grid(1)
-    B, Cout, H, W = out.shape
-    if n >= B * Cout * H * W:
-        return
-    b, o, yo, xo = unravel4(n, out.shape)
-    k = weight.shape[2]
-    r = (k - 1) // 2
-    acc = 0.0
-    for c in range(weight.shape[1]):
-        for i in range(k):
-            for j in range(k):
-                y, xx = yo + i - r, xo + j - r  # forgets the dilation
-                if 0 <= y < H and 0 <= xx < W:
-                    acc += weight[o, c, i, j] * x[b, c, y, xx]
-    out[b, o, yo, xo] = acc
+def _kernel(*, dilate=True, zero_padding=True, **switches):
+    """The exercise's kernel with switchable mistakes (Numba compiles each switch in as a constant)."""
+    element = owned_element(**switches)
+
+    @cuda.jit
+    def kernel(x, weight, out, dilation):
+        b, o, yo, xo = element(cuda.grid(1), out.shape)
+        if b < 0:
+            return
+        H, W = out.shape[2], out.shape[3]
+        d = dilation if dilate else 1
+        k = weight.shape[2]
+        r = (k - 1) // 2
+        acc = 0.0
+        for c in range(weight.shape[1]):
+            for i in range(k):
+                for j in range(k):
+                    y, xx = yo + (i - r) * d, xo + (j - r) * d
+                    if not zero_padding or (0 <= y < H and 0 <= xx < W):  # else it reads outside the image
+                        acc += weight[o, c, i, j] * x[b, c, y, xx]
+        out[b, o, yo, xo] = acc
+
+    return kernel
 
 
-@cuda.jit
-def kernel_without_guard(x, weight, out, dilation):
-    n = cuda.grid(1)
-    B, Cout, H, W = out.shape
-    # no `if n >= B*Cout*H*W: return`
-    b, o, yo, xo = unravel4(n, out.shape)
-    k = weight.shape[2]
-    r = (k - 1) // 2
-    acc = 0.0
-    for c in range(weight.shape[1]):
-        for i in range(k):
-            for j in range(k):
-                y, xx = yo + (i - r) * dilation, xo + (j - r) * dilation
-                if 0 <= y < H and 0 <= xx < W:
-                    acc += weight[o, c, i, j] * x[b, c, y, xx]
-    out[b, o, yo, xo] = acc
+def test_the_switchable_kernel_is_right_without_a_mistake():
+    ch01.check_dilated_conv2d_cuda_kernel(_kernel())
 
 
-@cuda.jit
-def kernel_without_zero_padding(x, weight, out, dilation):
-    n = cuda.grid(1)
-    B, Cout, H, W = out.shape
-    if n >= B * Cout * H * W:
-        return
-    b, o, yo, xo = unravel4(n, out.shape)
-    k = weight.shape[2]
-    r = (k - 1) // 2
-    acc = 0.0
-    for c in range(weight.shape[1]):
-        for i in range(k):
-            for j in range(k):  # reads outside the image: wraps around, or out of bounds
-                acc += weight[o, c, i, j] * x[b, c, yo + (i - r) * dilation, xo + (j - r) * dilation]
-    out[b, o, yo, xo] = acc
+#: Wrong kernels and what the check must say.
+WRONG_KERNELS = {
+    "without-dilation": (_kernel(dilate=False), r"out of shape \(1, 3, 5, 7\), dilation=2\) is wrong"),
+    **wrong_kernels(_kernel, SOL.dilated_conv2d_cuda_kernel, "out", "whose input pixel falls outside the image",
+                    r"60 of 120 elements of out were never written, the first at \(b, o, y, x\) = \(1, 0, 0, 0\)"),
+}
 
 
-@cuda.jit
-def kernel_that_forgets_the_batch(x, weight, out, dilation):
-    n = cuda.grid(1)
-    B, Cout, H, W = out.shape
-    if n >= Cout * H * W:  # only image 0
-        return
-    xo, yo, o = n % W, (n // W) % H, n // (W * H)
-    k = weight.shape[2]
-    r = (k - 1) // 2
-    acc = 0.0
-    for c in range(weight.shape[1]):
-        for i in range(k):
-            for j in range(k):
-                y, xx = yo + (i - r) * dilation, xo + (j - r) * dilation
-                if 0 <= y < H and 0 <= xx < W:
-                    acc += weight[o, c, i, j] * x[0, c, y, xx]
-    out[0, o, yo, xo] = acc
-
-
-@cuda.jit
-def kernel_that_writes_nothing(x, weight, out, dilation):
-    # What a stub does on a real GPU, where a kernel's exception is not reported.
-    return
-
-
-def test_kernel_check_rejects_a_kernel_without_dilation():
-    with pytest.raises(AssertionError, match=r"out of shape \(1, 3, 5, 7\), dilation=2\) is wrong"):
-        ch01.check_dilated_conv2d_cuda_kernel(kernel_without_dilation)
-
-
-def test_kernel_check_rejects_a_kernel_without_its_guard():
-    # The simulator stops the thread at its first index out of bounds; on a GPU the stray
-    # threads write past the end of out, into the NaN guard the check puts there.
-    match = (r"Thread n = 3[01] has no element \(out has 30\): every thread with n >= out\.size must "
-             r"return at once" if simulating() else r"wrote past the end of out.*n >= out\.size")
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch01.check_dilated_conv2d_cuda_kernel(kernel_without_guard)
-
-
-def test_kernel_check_rejects_a_kernel_without_zero_padding():
-    match = (r"Thread n = \d+ owns an element of out but indexed outside an array: skip the taps "
-             r"whose input pixel falls outside the image" if simulating() else r"is wrong")
-    with pytest.raises(AssertionError, match=match):
-        ch01.check_dilated_conv2d_cuda_kernel(kernel_without_zero_padding)
+@pytest.mark.parametrize("kernel,match", WRONG_KERNELS.values(), ids=WRONG_KERNELS)
+def test_kernel_check_rejects_wrong_kernels(kernel, match):
+    rejects(ch01.check_dilated_conv2d_cuda_kernel, kernel, f"(?s){match}")
 
 
 def test_index_error_hint_without_a_thread_index():
     hint = cuda_checks.index_error_hint("index 7 is out of bounds for axis 0 with size 7", 30)
     assert "n >= out.size" in hint and "zero padding" in hint
-
-
-def test_kernel_check_names_the_elements_never_written():
-    with pytest.raises(AssertionError, match=r"60 of 120 elements of out were never written, the "
-                                             r"first at \(b, o, y, x\) = \(1, 0, 0, 0\)"):
-        ch01.check_dilated_conv2d_cuda_kernel(kernel_that_forgets_the_batch)
-
-
-def test_kernel_check_says_when_nothing_is_written():
-    with pytest.raises(AssertionError, match="wrote no element of out"):
-        ch01.check_dilated_conv2d_cuda_kernel(kernel_that_writes_nothing)
-
-
-def test_kernel_check_wants_a_cuda_kernel():
-    with pytest.raises(AssertionError, match=r"plain Python function, not a CUDA kernel: decorate it "
-                                             r"with @cuda\.jit"):
-        ch01.check_dilated_conv2d_cuda_kernel(SOL.dilated_conv2d_cuda_kernel.py_func)
 
 
 # ------------------------------------------------------------------------------------------
@@ -444,8 +324,7 @@ def test_flop_measurement_is_what_the_formula_says():
     ({"backward_factor": 3}, r"you predicted \d+ backward FLOPs"),
 ])
 def test_flop_check_rejects_wrong_predictions(mistake, match):
-    with pytest.raises(AssertionError, match=match):
-        ch01.check_predict_conv2d_flops(lambda *a: _flops(*a, **mistake))
+    rejects(ch01.check_predict_conv2d_flops, switched(_flops, **mistake), match)
 
 
 def test_flop_check_names_the_output_size_mistake():
@@ -454,30 +333,16 @@ def test_flop_check_names_the_output_size_mistake():
         Cout, _, k, _ = weight_shape
         forward = 2 * B * Cout * H * W * Cin * k * k
         return forward, 2 * forward
-    with pytest.raises(AssertionError, match="uses the input's size for the output"):
-        ch01.check_predict_conv2d_flops(same_size)
+    rejects(ch01.check_predict_conv2d_flops, same_size, "uses the input's size for the output")
 
 
 def test_flop_check_wants_two_numbers():
-    with pytest.raises(AssertionError, match="return two numbers"):
-        ch01.check_predict_conv2d_flops(lambda *a: 12)
+    rejects(ch01.check_predict_conv2d_flops, lambda *a: 12, "return two numbers")
 
 
 # ------------------------------------------------------------------------------------------
 # Exercise 6: find and fix the bug in the scattered input gradient
 # ------------------------------------------------------------------------------------------
-
-def test_the_notebook_gives_the_planted_bug():
-    """The notebook's function and the check's copy of it are the same broken code."""
-    stub = _notebook_stubs()["conv2d_grad_input"]
-    gen = torch.Generator().manual_seed(0)
-    g = torch.randn(2, 3, 4, 3, generator=gen, dtype=torch.float64)
-    w = torch.randn(3, 2, 3, 3, generator=gen, dtype=torch.float64)
-    torch.testing.assert_close(stub(g, w, (8, 7), 2, 1, 1),
-                               ch01.planted_conv2d_grad_input(g, w, (8, 7), 2, 1, 1))
-    with pytest.raises(StubError, match="the planted mistake is still there"):
-        ch01.check_conv2d_grad_input(stub)
-
 
 def _grad_input(grad_out, weight, input_size, s, p, d, *, slice_step=None, crop=None, flip_rows=False):
     """The scattered input gradient with switchable mistakes."""
@@ -500,23 +365,20 @@ def test_the_switchable_grad_input_is_right_without_a_mistake():
     ch01.check_conv2d_grad_input(_grad_input)
 
 
-@pytest.mark.parametrize("mistake", [
-    {"slice_step": 1},    # forgets the stride: scatters to neighbouring pixels
-    {"crop": 0},          # crops the padded gradient at the wrong corner
-    {"flip_rows": True},  # a half-fix: flips the rows only
-])
-def test_grad_input_check_rejects_wrong_fixes(mistake):
-    with pytest.raises(AssertionError) as info:
-        ch01.check_conv2d_grad_input(lambda *a: _grad_input(*a, **mistake))
-    assert not isinstance(info.value, StubError)
+#: (The notebook gives the planted function statement for statement: ``test_exercises.py``.)
+test_grad_input_check_tells_the_planted_bug_from_wrong_fixes = find_the_bug_test(
+    ch01.check_conv2d_grad_input, ch01.planted_conv2d_grad_input, {
+        "forgets-the-stride": (switched(_grad_input, slice_step=1), None),  # scatters to neighbouring pixels
+        "crops-at-the-corner": (switched(_grad_input, crop=0), None),  # crops the padded gradient there
+        "flips-the-rows-only": (switched(_grad_input, flip_rows=True), None),  # a half-fix
+    })
 
 
 def test_grad_input_gradcheck_catches_what_slips_past_the_cases(monkeypatch):
     """A function right on the cases but wrong elsewhere fails on gradcheck's own case."""
     monkeypatch.setattr(ch01, "GRAD_INPUT_CASES", ch01.GRAD_INPUT_CASES[:1])
-    wrong = lambda g, w, size, s, p, d: _grad_input(g, w, size, s, p, d, slice_step=1)  # noqa: E731
-    with pytest.raises(AssertionError, match="gradcheck"):
-        ch01.check_conv2d_grad_input(wrong)
+    wrong = switched(_grad_input, slice_step=1)
+    rejects(ch01.check_conv2d_grad_input, wrong, "gradcheck")
 
 
 # ------------------------------------------------------------------------------------------
@@ -555,8 +417,7 @@ def test_spelling_layers_are_the_chapters_three_readings():
     lambda op, k: "correlation",         # not one of the three names
 ])
 def test_spelling_check_rejects_wrong_answers(wrong):
-    with pytest.raises(AssertionError):
-        ch01.check_which_spelling(wrong)
+    rejects(ch01.check_which_spelling, wrong)
 
 
 def test_spelling_black_box_names_bad_shapes():

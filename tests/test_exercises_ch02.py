@@ -8,31 +8,20 @@ wrong way, a CUDA kernel that scatters instead of gathering) and that the messag
 wrong. The wrong answers below are written on purpose.
 """
 
-
-from pathlib import Path
-
 import dyncore  # noqa: F401  first: picks the GPU or the CUDA simulator before Numba loads
 import pytest
 import torch
 import torch.nn.functional as F
 from numba import cuda
 
-from dyncore._bootstrap import simulating
-from dyncore.cuda_bridge import unravel4
 from dyncore.dfn import dynamic_filter
+from dyncore.exercises import ch02
+
+from exercise_checks import (find_the_bug_test, owned_element, rejects, rejects_as_stub, switched,
+                             wrong_kernels)
 from solutions import load_solutions
-from dyncore.exercises import StubError, ch02
-
-
 
 SOL = load_solutions("02_dynamic_filters")
-
-
-def test_checks_print_correct_on_the_solutions(capsys):
-    for name, check in ch02.CHECKS.items():
-        check(getattr(SOL, name))
-    printed = capsys.readouterr().out
-    assert printed.count("Correct:") == len(ch02.CHECKS), printed
 
 
 def test_the_loops_solution_of_the_filter_gradient_passes_too():
@@ -52,17 +41,6 @@ def test_moved_moves_down_and_right_for_positive_values():
     assert ch02.moved(image, 1, 2).tolist() == [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 4, 5]]
     assert torch.equal(ch02.moved(image, 0, 0), image)
     assert torch.equal(ch02.moved(image, 5, 0), torch.zeros(3, 4))
-
-
-def test_stub_errors_are_stub_errors():
-    def stub(*args):
-        raise NotImplementedError
-
-    for name, check in ch02.CHECKS.items():
-        if name == "grad_input_cuda_kernel":
-            continue  # a plain function is refused before it runs (next test)
-        with pytest.raises(StubError, match="still raises NotImplementedError"):
-            check(stub)
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,11 +75,7 @@ def test_grad_filters_reference_of_the_wrong_answers_is_right():
     ({"tap_step": 1}, r"kernel_size=3, dilation=2\) is wrong"),                          # forgets the dilation
 ])
 def test_grad_filters_check_rejects_wrong_answers(mistake, match):
-    def wrong(x, grad_out, k, d):
-        return _grad_filters(x, grad_out, k, d, **mistake)
-
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch02.check_dynamic_filter_grad_filters(wrong)
+    rejects(ch02.check_dynamic_filter_grad_filters, switched(_grad_filters, **mistake), f"(?s){match}")
 
 
 def test_grad_filters_check_names_the_expected_shape():
@@ -122,13 +96,13 @@ def test_grad_filters_check_explains_that_autograd_is_off():
         dynamic_filter(x, f, kernel_size=k, dilation=d, backend="torch").backward(grad_out)
         return f.grad
 
-    with pytest.raises(AssertionError, match=r"torch\.no_grad\(\).*compute the gradient by hand"):
-        ch02.check_dynamic_filter_grad_filters(with_autograd)
+    rejects(ch02.check_dynamic_filter_grad_filters, with_autograd,
+            r"torch\.no_grad\(\).*compute the gradient by hand")
 
 
 def test_grad_filters_check_says_when_nothing_is_returned():
-    with pytest.raises(AssertionError, match="returned None: did you forget to `return`"):
-        ch02.check_dynamic_filter_grad_filters(lambda x, g, k, d: None)
+    rejects(ch02.check_dynamic_filter_grad_filters, lambda x, g, k, d: None,
+            "returned None: did you forget to `return`")
 
 
 # ------------------------------------------------------------------------------------------
@@ -162,11 +136,7 @@ def test_unfold_reference_of_the_wrong_answers_is_right():
     ({"cast": torch.float64}, r"the input is torch\.float32 but the result is torch\.float64"),
 ])
 def test_unfold_check_rejects_wrong_answers(mistake, match):
-    def wrong(x, filters, k, d):
-        return _unfold(x, filters, k, d, **mistake)
-
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch02.check_dynamic_filter_unfold(wrong)
+    rejects(ch02.check_dynamic_filter_unfold, switched(_unfold, **mistake), f"(?s){match}")
 
 
 def test_unfold_check_names_the_expected_shape():
@@ -175,8 +145,7 @@ def test_unfold_check_names_the_expected_shape():
         cols = F.unfold(x, k, dilation=d, padding=d * (k - 1) // 2).view(B, C, k * k, H, W)
         return cols * filters.unsqueeze(1)  # forgets to sum over the taps
 
-    with pytest.raises(AssertionError, match=r"expected shape \(1, 1, 5, 5\), got \(1, 1, 9, 5, 5\)"):
-        ch02.check_dynamic_filter_unfold(no_sum)
+    rejects(ch02.check_dynamic_filter_unfold, no_sum, r"expected shape \(1, 1, 5, 5\), got \(1, 1, 9, 5, 5\)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -209,18 +178,13 @@ def test_translation_reference_of_the_wrong_answers_is_right():
                                 r"\(unreachable\), but one tap can do it: tap \(i, j\) = \(2, 0\)"),
 ])
 def test_translation_check_rejects_wrong_answers(mistake, match):
-    def wrong(dy, dx, k, d):
-        return _translation(dy, dx, k, d, **mistake)
-
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch02.check_translation_filter(wrong)
+    rejects(ch02.check_translation_filter, switched(_translation, **mistake), f"(?s){match}")
 
 
 def test_translation_check_wants_k_squared_taps():
-    with pytest.raises(AssertionError, match=r"a filter has k\*k = 9 taps; got a tensor of shape \(8,\)"):
-        ch02.check_translation_filter(lambda dy, dx, k, d: _translation(dy, dx, k, d)[:-1])
-    with pytest.raises(AssertionError, match="returned None"):
-        ch02.check_translation_filter(lambda dy, dx, k, d: None)
+    rejects(ch02.check_translation_filter, lambda dy, dx, k, d: _translation(dy, dx, k, d)[:-1],
+            r"a filter has k\*k = 9 taps; got a tensor of shape \(8,\)")
+    rejects(ch02.check_translation_filter, lambda dy, dx, k, d: None, "returned None")
 
 
 def test_translation_check_accepts_a_k_by_k_grid_and_lists():
@@ -232,79 +196,28 @@ def test_translation_check_accepts_a_k_by_k_grid_and_lists():
 # Exercise 4: the CUDA kernel (under the simulator without a GPU)
 # ------------------------------------------------------------------------------------------
 
-@cuda.jit
-def kernel_that_reads_the_forward_pixel(grad_out, filters, grad_x, kernel_size, dilation):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    if n >= B * C * H * W:
-        return
-    b, c, y, xx = unravel4(n, grad_x.shape)
-    k, d = kernel_size, dilation
-    r = (k - 1) // 2
-    acc = 0.0
-    for t in range(k * k):
-        yo = y + (t // k - r) * d  # the forward's neighbour, not the pixel that read (y, x)
-        xo = xx + (t % k - r) * d
-        if 0 <= yo < H and 0 <= xo < W:
-            acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
-    grad_x[b, c, y, xx] = acc
+def _kernel(*, gather=True, zero_padding=True, **switches):
+    """The exercise's kernel with switchable mistakes (Numba compiles each switch in as a constant)."""
+    sign = -1 if gather else 1  # +1 reads the forward's neighbour, not the pixel that read (y, x)
+    element = owned_element(**switches)
 
+    @cuda.jit
+    def kernel(grad_out, filters, grad_x, kernel_size, dilation):
+        b, c, y, xx = element(cuda.grid(1), grad_x.shape)
+        if b < 0:
+            return
+        H, W = grad_x.shape[2], grad_x.shape[3]
+        k, d = kernel_size, dilation
+        r = (k - 1) // 2
+        acc = 0.0
+        for t in range(k * k):
+            yo = y + sign * (t // k - r) * d
+            xo = xx + sign * (t % k - r) * d
+            if not zero_padding or (0 <= yo < H and 0 <= xo < W):  # else it reads outside the image
+                acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
+        grad_x[b, c, y, xx] = acc
 
-@cuda.jit
-def kernel_without_guard(grad_out, filters, grad_x, kernel_size, dilation):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    b, c, y, xx = unravel4(n, grad_x.shape)
-    k, d = kernel_size, dilation
-    r = (k - 1) // 2
-    acc = 0.0
-    for t in range(k * k):
-        yo = y - (t // k - r) * d
-        xo = xx - (t % k - r) * d
-        if 0 <= yo < H and 0 <= xo < W:
-            acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
-    grad_x[b, c, y, xx] = acc
-
-
-@cuda.jit
-def kernel_without_bounds(grad_out, filters, grad_x, kernel_size, dilation):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    if n >= B * C * H * W:
-        return
-    b, c, y, xx = unravel4(n, grad_x.shape)
-    k, d = kernel_size, dilation
-    r = (k - 1) // 2
-    acc = 0.0
-    for t in range(k * k):  # reads outside the image: wraps around, or out of bounds
-        yo = y - (t // k - r) * d
-        xo = xx - (t % k - r) * d
-        acc += grad_out[b, c, yo, xo] * filters[b, t, yo, xo]
-    grad_x[b, c, y, xx] = acc
-
-
-@cuda.jit
-def kernel_that_forgets_the_batch(grad_out, filters, grad_x, kernel_size, dilation):
-    n = cuda.grid(1)
-    B, C, H, W = grad_x.shape
-    if n >= C * H * W:  # image 0 only
-        return
-    xx, y, c = n % W, (n // W) % H, n // (W * H)
-    k, d = kernel_size, dilation
-    r = (k - 1) // 2
-    acc = 0.0
-    for t in range(k * k):
-        yo = y - (t // k - r) * d
-        xo = xx - (t % k - r) * d
-        if 0 <= yo < H and 0 <= xo < W:
-            acc += grad_out[0, c, yo, xo] * filters[0, t, yo, xo]
-    grad_x[0, c, y, xx] = acc
-
-
-@cuda.jit
-def kernel_that_writes_nothing(grad_out, filters, grad_x, kernel_size, dilation):
-    # what a stub does on a real GPU, where a kernel's exception is not reported
-    return
+    return kernel
 
 
 @cuda.jit
@@ -312,53 +225,27 @@ def kernel_stub(grad_out, filters, grad_x, kernel_size, dilation):
     raise NotImplementedError
 
 
-def test_kernel_check_explains_the_forward_pixel_mistake():
-    with pytest.raises(AssertionError, match=r"(?s)is wrong.*reads the output pixel at \(y \+ oy, x \+ ox\)"
-                                             r".*gather from there"):
-        ch02.check_grad_input_cuda_kernel(kernel_that_reads_the_forward_pixel)
+def test_the_switchable_kernel_is_right_without_a_mistake():
+    ch02.check_grad_input_cuda_kernel(_kernel())
 
 
-def test_kernel_check_rejects_a_kernel_without_its_guard():
-    match = (r"Thread n = 3[01] has no element \(grad_x has 30\): every thread with n >= grad_x\.size "
-             r"must return at once" if simulating() else r"wrote past the end of grad_x")
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch02.check_grad_input_cuda_kernel(kernel_without_guard)
+#: Wrong kernels and what the check must say.
+WRONG_KERNELS = {
+    "reads-the-forward-pixel": (_kernel(gather=False), r"is wrong.*reads the output pixel at \(y \+ oy, x \+ ox\)"
+                                                       r".*gather from there"),
+    **wrong_kernels(_kernel, SOL.grad_input_cuda_kernel, "grad_x", "whose output pixel",
+                    r"40 of 80 elements of grad_x were never written, the first at \(b, c, y, x\) "
+                    r"= \(1, 0, 0, 0\)"),
+}
 
 
-def test_kernel_check_rejects_a_kernel_without_bounds():
-    match = (r"Thread n = \d+ owns an element of grad_x but indexed outside an array: skip the taps"
-             if simulating() else r"is wrong")
-    with pytest.raises(AssertionError, match=match):
-        ch02.check_grad_input_cuda_kernel(kernel_without_bounds)
-
-
-def test_kernel_check_names_the_elements_never_written():
-    with pytest.raises(AssertionError, match=r"40 of 80 elements of grad_x were never written, the "
-                                             r"first at \(b, c, y, x\) = \(1, 0, 0, 0\)"):
-        ch02.check_grad_input_cuda_kernel(kernel_that_forgets_the_batch)
-
-
-def test_kernel_check_says_when_nothing_is_written():
-    with pytest.raises(AssertionError, match="wrote no element of grad_x"):
-        ch02.check_grad_input_cuda_kernel(kernel_that_writes_nothing)
+@pytest.mark.parametrize("kernel,match", WRONG_KERNELS.values(), ids=WRONG_KERNELS)
+def test_kernel_check_rejects_wrong_kernels(kernel, match):
+    rejects(ch02.check_grad_input_cuda_kernel, kernel, f"(?s){match}")
 
 
 def test_kernel_check_recognizes_a_stub_kernel():
-    with pytest.raises(StubError, match="still raises NotImplementedError"):
-        ch02.check_grad_input_cuda_kernel(kernel_stub)
-
-
-def test_kernel_check_wants_a_cuda_kernel():
-    with pytest.raises(AssertionError, match=r"plain Python function, not a CUDA kernel: decorate it "
-                                             r"with @cuda\.jit"):
-        ch02.check_grad_input_cuda_kernel(SOL.grad_input_cuda_kernel.py_func)
-
-
-def _notebook_stubs() -> dict:
-    """The functions the notebook defines (its cells that are not meant to raise)."""
-    from test_exercises import load_stubs
-
-    return load_stubs(Path(__file__).resolve().parents[1] / "exercises" / "02_dynamic_filters_exercises.md")
+    rejects_as_stub(ch02.check_grad_input_cuda_kernel, kernel_stub)
 
 
 # ------------------------------------------------------------------------------------------
@@ -380,23 +267,12 @@ def test_shared_measurement_is_close_to_the_formula_and_the_chapters_half():
     (lambda q: None, "return a number"),
 ])
 def test_shared_check_rejects_wrong_predictions(wrong, match):
-    with pytest.raises(AssertionError, match=match):
-        ch02.check_predict_best_shared_loss(wrong)
+    rejects(ch02.check_predict_best_shared_loss, wrong, match)
 
 
 # ------------------------------------------------------------------------------------------
 # Exercise 6: find and fix the bug in the tap-by-tap input gradient
 # ------------------------------------------------------------------------------------------
-
-def test_the_notebook_gives_the_planted_dfn_bug():
-    stub = _notebook_stubs()["dfn_grad_input"]
-    gen = torch.Generator().manual_seed(0)
-    g = torch.randn(2, 3, 6, 5, generator=gen, dtype=torch.float64)
-    f = torch.randn(2, 9, 6, 5, generator=gen, dtype=torch.float64)
-    torch.testing.assert_close(stub(g, f, 3, 2), ch02.planted_dfn_grad_input(g, f, 3, 2))
-    with pytest.raises(StubError, match="the planted mistake is still there"):
-        ch02.check_dfn_grad_input(stub)
-
 
 def _dfn_grad_input(grad_out, filters, k, d, *, sign=-1, filter_shift=True, flip_tap=False):
     """The tap-by-tap input gradient with switchable mistakes."""
@@ -420,21 +296,18 @@ def test_the_switchable_dfn_grad_input_is_right_without_a_mistake():
     ch02.check_dfn_grad_input(_dfn_grad_input)
 
 
-@pytest.mark.parametrize("mistake", [
-    {"sign": +1},                          # gathers from (y + oy, x + ox): the forward's pixel
-    {"sign": +1, "filter_shift": False},   # flips the offsets instead of shifting the filter
-    {"flip_tap": True},                    # the right pixel, but the flipped tap's filter
-])
-def test_dfn_grad_input_check_rejects_wrong_fixes(mistake):
-    with pytest.raises(AssertionError) as info:
-        ch02.check_dfn_grad_input(lambda *a: _dfn_grad_input(*a, **mistake))
-    assert not isinstance(info.value, StubError)
+#: (The notebook gives the planted function statement for statement: ``test_exercises.py``.)
+test_dfn_grad_input_check_tells_the_planted_bug_from_wrong_fixes = find_the_bug_test(
+    ch02.check_dfn_grad_input, ch02.planted_dfn_grad_input, {
+        "forward-pixel": (switched(_dfn_grad_input, sign=+1), None),  # gathers from (y + oy, x + ox)
+        "flipped-offsets": (switched(_dfn_grad_input, sign=+1, filter_shift=False), None),  # not a shifted filter
+        "flipped-tap": (switched(_dfn_grad_input, flip_tap=True), None),  # right pixel, flipped tap's filter
+    })
 
 
 def test_dfn_grad_input_gradcheck_catches_what_slips_past_the_cases(monkeypatch):
     monkeypatch.setattr(ch02, "DFN_GRAD_INPUT_CASES", [(1, 2, 6, 4, 1, 3)])  # 1x1: no offset to get wrong
-    with pytest.raises(AssertionError, match="gradcheck"):
-        ch02.check_dfn_grad_input(lambda *a: _dfn_grad_input(*a, sign=+1))
+    rejects(ch02.check_dfn_grad_input, switched(_dfn_grad_input, sign=+1), "gradcheck")
 
 
 # ------------------------------------------------------------------------------------------
@@ -471,13 +344,11 @@ def test_the_switchable_fit_is_right_without_a_mistake():
     ({"scale": 0.5}, "steps=0\\) returned"),                    # divides by 2 * sum(target**2)
 ])
 def test_fit_check_rejects_wrong_answers(mistake, match):
-    with pytest.raises(AssertionError, match=match):
-        ch02.check_fit_free_filters(lambda *a: _fit(*a, **mistake))
+    rejects(ch02.check_fit_free_filters, switched(_fit, **mistake), match)
 
 
 def test_fit_check_wants_a_number():
-    with pytest.raises(AssertionError, match="returned None; return the loss fraction as a float"):
-        ch02.check_fit_free_filters(lambda *a: None)
+    rejects(ch02.check_fit_free_filters, lambda *a: None, "returned None; return the loss fraction as a float")
     with pytest.raises(AssertionError, match="steps=0\\) returned 0.0"):  # a 0-d tensor is fine, 0 is not
         ch02.check_fit_free_filters(lambda *a: torch.tensor(0.0))
 

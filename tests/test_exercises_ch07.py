@@ -1,15 +1,19 @@
 """The checks of Chapter 7's exercises reject plausible wrong answers, with a useful message."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from numba import njit, prange
 
-from solutions import load_solutions
 from dyncore.exercises import ch07, ch07_fits, ch07_kernels
 from dyncore.conv.spec import depthwise_conv2d_cost
 from dyncore.roofline import Cost
+
+from exercise_checks import find_the_bug_test, rejects
+from solutions import load_solutions
 
 SOL = load_solutions("07_performance")
 
@@ -48,8 +52,7 @@ def _right(n, s):
     (lambda *a: None, "returned None"),
 ])
 def test_depthwise_cost_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=match):
-        ch07.check_depthwise_cost(wrong)
+    rejects(ch07.check_depthwise_cost, wrong, match)
 
 
 def test_depthwise_cost_check_rejects_a_dense_count_and_an_input_sized_output():
@@ -61,10 +64,8 @@ def test_depthwise_cost_check_rejects_a_dense_count_and_an_input_sized_output():
         right = SOL.depthwise_cost(B, C, H, W, k, s, itemsize)
         return Cost(right.flops, itemsize * (2 * B * C * H * W + C * k * k))
 
-    with pytest.raises(AssertionError, match="a dense convolution's count"):
-        ch07.check_depthwise_cost(dense)
-    with pytest.raises(AssertionError, match="writes an output as large as the input"):
-        ch07.check_depthwise_cost(input_sized_output)
+    rejects(ch07.check_depthwise_cost, dense, "a dense convolution's count")
+    rejects(ch07.check_depthwise_cost, input_sized_output, "writes an output as large as the input")
 
 
 def test_depthwise_cost_check_accepts_ceil_and_any_cost_like_object():
@@ -101,8 +102,7 @@ def _limit(f, q, bw, pk):
     (lambda f, q, bw, pk: None, "returned None"),
 ])
 def test_roofline_bound_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=match):
-        ch07.check_roofline_bound(wrong)
+    rejects(ch07.check_roofline_bound, wrong, match)
 
 
 def test_roofline_bound_check_accepts_a_comparison_of_the_times_and_a_list():
@@ -138,8 +138,7 @@ def test_roofline_bound_cases_lie_on_both_sides_of_every_ridge():
     (lambda n, t: np.polyfit(np.log(n), np.log(t), 2)[1], "slope .*, expected"),
 ])
 def test_loglog_slope_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=match):
-        ch07.check_loglog_slope(wrong)
+    rejects(ch07.check_loglog_slope, wrong, match)
 
 
 def test_loglog_slope_check_does_not_penalize_the_base_of_the_logarithm():
@@ -174,8 +173,7 @@ def _fit(x_of, y_of, order="ab"):
     (lambda w, y, T: None, "returned None"),
 ])
 def test_row_and_term_costs_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=match):
-        ch07.check_row_and_term_costs(wrong)
+    rejects(ch07.check_row_and_term_costs, wrong, match)
 
 
 def test_row_and_term_costs_check_accepts_the_per_row_fit():
@@ -201,74 +199,50 @@ def test_the_two_fits_differ_with_noise_and_agree_without():
 # Exercise 5: an inner loop along the rows
 # ------------------------------------------------------------------------------------------
 
-@njit
-def _negative_index(x, weight, out):  # the chapter's "before": right rows, but x_row[xx + ox]
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for n in range(B * C * H):
-        b, c, y = n // (C * H), (n // H) % C, n % H
-        row = out[b, c, y]
-        row[:] = 0
-        for i in range(k):
-            ys = y + i - r
-            if ys < 0 or ys >= H:
-                continue
-            x_row = x[b, c, ys]
-            for j in range(k):
-                ox = j - r
-                for xx in range(max(0, -ox), min(W, W - ox)):
-                    row[xx] += weight[c, i, j] * x_row[xx + ox]
+def _rows_kernel(*, zero_rows=True, last_row=True, inner="views", parallel=False):
+    """The row kernel with switchable mistakes and inner loops (Numba compiles each switch in as a
+    constant): ``inner`` is "views" (zero-based views, src[t]), "offset" (the chapter's "before":
+    right rows, but x_row[xx + ox], an index that could be negative) or "slices" (whole-slice
+    updates: Numba writes the row loop itself)."""
+    views, slices = inner == "views", inner == "slices"
+    skipped = 0 if last_row else 1  # an off-by-one in the row test: ys >= H - 1
 
-
-@njit
-def _no_zeroing(x, weight, out):
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for n in range(B * C * H):
-        b, c, y = n // (C * H), (n // H) % C, n % H
-        row = out[b, c, y]
-        for i in range(k):
-            ys = y + i - r
-            if ys < 0 or ys >= H:
-                continue
-            for j in range(k):
-                ox = j - r
-                lo, hi = max(0, -ox), min(W, W - ox)
-                if lo >= hi:
+    @njit(parallel=parallel)
+    def kernel(x, weight, out):
+        B, C, H, W = x.shape
+        k = weight.shape[-1]
+        r = (k - 1) // 2
+        for n in prange(B * C * H):
+            b, c, y = n // (C * H), (n // H) % C, n % H
+            row = out[b, c, y]
+            if zero_rows:
+                row[:] = 0
+            for i in range(k):
+                ys = y + i - r
+                if ys < 0 or ys >= H - skipped:
                     continue
-                src, dst = x[b, c, ys, lo + ox:hi + ox], row[lo:hi]
-                for t in range(hi - lo):
-                    dst[t] += weight[c, i, j] * src[t]
+                x_row = x[b, c, ys]
+                for j in range(k):
+                    ox = j - r
+                    lo, hi = max(0, -ox), min(W, W - ox)
+                    if lo >= hi:
+                        continue
+                    if views:
+                        src, dst = x_row[lo + ox:hi + ox], row[lo:hi]
+                        for t in range(hi - lo):
+                            dst[t] += weight[c, i, j] * src[t]
+                    elif slices:
+                        row[lo:hi] += weight[c, i, j] * x_row[lo + ox:hi + ox]
+                    else:
+                        for xx in range(lo, hi):
+                            row[xx] += weight[c, i, j] * x_row[xx + ox]
+
+    return kernel
 
 
 @njit
 def _flipped(x, weight, out):  # a true convolution: the kernel turned by 180 degrees
     ch07_kernels.depthwise_rows_reference(x, weight[:, ::-1, ::-1].copy(), out)
-
-
-@njit(parallel=True)
-def _last_row_skipped(x, weight, out):  # an off-by-one in the row test: ys >= H - 1
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for n in prange(B * C * H):
-        b, c, y = n // (C * H), (n // H) % C, n % H
-        row = out[b, c, y]
-        row[:] = 0
-        for i in range(k):
-            ys = y + i - r
-            if ys < 0 or ys >= H - 1:
-                continue
-            for j in range(k):
-                ox = j - r
-                lo, hi = max(0, -ox), min(W, W - ox)
-                if lo >= hi:
-                    continue
-                src, dst = x[b, c, ys, lo + ox:hi + ox], row[lo:hi]
-                for t in range(hi - lo):
-                    dst[t] += weight[c, i, j] * src[t]
 
 
 def _python_rows(x, weight, out):
@@ -283,20 +257,23 @@ def _returns_new(x, weight, out):
 
 @pytest.mark.parametrize("wrong,match", [
     (ch07_kernels.depthwise_slow, r"no packed \(SIMD\) multiply .* zero-based views"),
-    (_negative_index, r"no packed \(SIMD\) multiply .* xx \+ ox, which could be negative"),
-    (_no_zeroing, "unwritten .*zero each output row"),
+    (_rows_kernel(inner="offset"), r"no packed \(SIMD\) multiply .* xx \+ ox, which could be negative"),
+    (_rows_kernel(zero_rows=False), "unwritten .*zero each output row"),
     (_flipped, r"out, against F\.conv2d.* is wrong"),
-    (_last_row_skipped, r"out, against F\.conv2d.* is wrong"),
+    (_rows_kernel(last_row=False, parallel=True), r"out, against F\.conv2d.* is wrong"),
     (_python_rows, "not compiled by Numba: decorate it with @numba.njit"),
     (_returns_new, "returned a new array and left out untouched"),
 ])
 def test_depthwise_rows_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch07.check_depthwise_rows(wrong)
+    rejects(ch07.check_depthwise_rows, wrong, f"(?s){match}")
 
 
 def test_depthwise_rows_check_accepts_a_serial_kernel():
     ch07.check_depthwise_rows(njit(SOL.depthwise_rows.py_func))
+
+
+def test_depthwise_rows_check_accepts_the_switchable_kernel_without_a_mistake():
+    ch07.check_depthwise_rows(_rows_kernel())
 
 
 def test_the_slow_kernel_and_the_reference_agree_bit_for_bit():
@@ -308,36 +285,13 @@ def test_the_slow_kernel_and_the_reference_agree_bit_for_bit():
     assert np.array_equal(a, b)
 
 
-@njit(parallel=True)
-def _slice_arithmetic(x, weight, out):  # whole-slice updates: Numba writes the row loop itself
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for n in prange(B * C * H):
-        b, c, y = n // (C * H), (n // H) % C, n % H
-        out[b, c, y, :] = 0
-        for i in range(k):
-            ys = y + i - r
-            if ys < 0 or ys >= H:
-                continue
-            for j in range(k):
-                ox = j - r
-                lo, hi = max(0, -ox), min(W, W - ox)
-                if lo < hi:
-                    out[b, c, y, lo:hi] += weight[c, i, j] * x[b, c, ys, lo + ox:hi + ox]
-
-
 def test_depthwise_rows_check_accepts_slice_arithmetic():
-    ch07.check_depthwise_rows(_slice_arithmetic)
+    ch07.check_depthwise_rows(_rows_kernel(inner="slices", parallel=True))
 
 
 # ------------------------------------------------------------------------------------------
 # Exercises 6-8: predict then measure, find the bug, the recorded GPU run
 # ------------------------------------------------------------------------------------------
-
-import torch  # noqa: E402
-
-from dyncore.exercises import StubError  # noqa: E402
 
 
 def _sizes(B, C, H, W, k):
@@ -372,8 +326,7 @@ def saved_elements(B, C, H, W, k, itemsize):
     (lambda *a: SOL.saved_bytes(*a)[1], r"return a pair \(native, unfold\)"),
 ])
 def test_saved_bytes_check_rejects_wrong_predictions(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch07.check_saved_bytes(wrong)
+    rejects(ch07.check_saved_bytes, wrong, f"(?s){match}")
 
 
 def test_saved_bytes_formulations_agree():
@@ -381,45 +334,47 @@ def test_saved_bytes_formulations_agree():
     torch.testing.assert_close(ch07.depthwise_unfold(x, w), ch07.depthwise_native(x, w))
 
 
-def test_strided_check_names_the_planted_bug_as_unfixed():
-    with pytest.raises(StubError, match="the planted mistake is still there"):
-        ch07.check_depthwise_strided(ch07.planted_depthwise_strided)
+def test_planted_strided_output_is_what_the_notebook_kernel_writes():
+    """The check recognises the notebook's unchanged kernel by ``planted_depthwise_strided``
+    (``F.conv2d`` with dilation ``(1, stride)``): run the notebook's cell itself, uncompiled."""
+    import jupytext
+
+    notebook = Path(__file__).resolve().parents[1] / "exercises" / "07_performance_exercises.md"
+    [cell] = [c.source for c in jupytext.read(notebook).cells
+              if c.cell_type == "code" and "def depthwise_strided(" in c.source]
+    namespace = {"njit": lambda fn: fn}
+    exec(compile(cell, notebook.name, "exec"), namespace)
+    rng = np.random.default_rng(12)
+    for B, C, H, W, k, s in ch07.STRIDED_CASES + [(2, 3, 1, 1, 5, 2), (1, 2, 4, 11, 7, 3), (1, 1, 6, 2, 3, 5)]:
+        x, weight = rng.standard_normal((B, C, H, W)), rng.standard_normal((C, k, k))
+        notebook_out, planted = (np.full((B, C, (H - 1) // s + 1, (W - 1) // s + 1), np.nan) for _ in range(2))
+        namespace["depthwise_strided"](x, weight, s, notebook_out)
+        ch07.planted_depthwise_strided(x, weight, s, planted)
+        np.testing.assert_allclose(planted, notebook_out, rtol=1e-12, atol=1e-12)
 
 
-def strided_row_only(x, weight, stride, out):
-    """Fixes the columns but applies the stride to the row offset instead."""
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    r = (k - 1) // 2
-    for b in range(B):
-        for c in range(C):
-            for yo in range(out.shape[2]):
-                for xo in range(out.shape[3]):
-                    acc = 0.0
-                    for i in range(k):
-                        ys = (yo + i - r) * stride
-                        for j in range(k):
-                            xs = xo * stride + j - r
-                            if 0 <= ys < H and 0 <= xs < W:
-                                acc += weight[c, i, j] * x[b, c, ys, xs]
-                    out[b, c, yo, xo] = acc
+def _strided(*, stride_the_row_offset=False, centred=True):
+    """The strided kernel with switchable mistakes: the stride applied to the row offset (after
+    the columns are fixed), or taps read from the window's corner (no -r: the output shifted by r)."""
+
+    def fn(x, weight, stride, out):
+        B, C, H, W = x.shape
+        k = weight.shape[-1]
+        r = (k - 1) // 2 if centred else 0
+        for b, c, yo, xo in np.ndindex(B, C, *out.shape[2:]):
+            acc = 0.0
+            for i, j in np.ndindex(k, k):
+                ys = (yo + i - r) * stride if stride_the_row_offset else yo * stride + i - r
+                xs = xo * stride + j - r
+                if 0 <= ys < H and 0 <= xs < W:
+                    acc += weight[c, i, j] * x[b, c, ys, xs]
+            out[b, c, yo, xo] = acc
+
+    return fn
 
 
-def strided_no_padding_offset(x, weight, stride, out):
-    """Reads from the window's corner (no -r): the output shifted by r."""
-    B, C, H, W = x.shape
-    k = weight.shape[-1]
-    for b in range(B):
-        for c in range(C):
-            for yo in range(out.shape[2]):
-                for xo in range(out.shape[3]):
-                    acc = 0.0
-                    for i in range(k):
-                        for j in range(k):
-                            ys, xs = yo * stride + i, xo * stride + j
-                            if ys < H and xs < W:
-                                acc += weight[c, i, j] * x[b, c, ys, xs]
-                    out[b, c, yo, xo] = acc
+def test_the_switchable_strided_kernel_is_right_without_a_mistake():
+    ch07.check_depthwise_strided(_strided())
 
 
 def strided_returns_out(x, weight, stride, out):
@@ -427,15 +382,13 @@ def strided_returns_out(x, weight, stride, out):
     return out
 
 
-@pytest.mark.parametrize("wrong,match", [
-    (strided_row_only, r"x of shape \(1, 2, 7, 9\).*stride=2, out\) is wrong"),
-    (strided_no_padding_offset, r"x of shape \(1, 1, 5, 5\).*stride=1, out\) is wrong"),
-    (strided_returns_out, r"returned a value; a kernel writes into `out`"),
-])
-def test_strided_check_rejects_wrong_fixes(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}") as info:
-        ch07.check_depthwise_strided(wrong)
-    assert not isinstance(info.value, StubError)
+test_strided_check_tells_the_planted_bug_from_wrong_fixes = find_the_bug_test(
+    ch07.check_depthwise_strided, ch07.planted_depthwise_strided, {
+        "stride-the-row-offset": (_strided(stride_the_row_offset=True),
+                                  r"(?s)x of shape \(1, 2, 7, 9\).*stride=2, out\) is wrong"),
+        "not-centred": (_strided(centred=False), r"(?s)x of shape \(1, 1, 5, 5\).*stride=1, out\) is wrong"),
+        "returns-out": (strided_returns_out, r"returned a value; a kernel writes into `out`"),
+    })
 
 
 def fraction_inverted(record, machine):
@@ -464,8 +417,7 @@ def fraction_copy_bandwidth(record, machine):
     (lambda r, m: None, r"returned None"),
 ])
 def test_fraction_check_rejects_wrong_answers(wrong, match):
-    with pytest.raises(AssertionError, match=f"(?s){match}"):
-        ch07.check_fraction_of_bound(wrong)
+    rejects(ch07.check_fraction_of_bound, wrong, f"(?s){match}")
 
 
 def test_fraction_check_covers_the_recorded_run(capsys):

@@ -306,16 +306,26 @@ def check_saved_bytes(fn) -> None:
 # --------------------------------------------------------------------------------------------
 
 def planted_depthwise_strided(x, weight, stride, out):
-    """Writes into ``out`` what the exercise's kernel, as the notebook gives it, writes (the check
-    uses it to recognise an unchanged kernel). Its one mistake has tap ``(i, j)`` of output pixel
-    ``(yo, xo)`` read column ``(xo + j - r) * stride``: along the columns the taps are ``stride``
-    apart, so the kernel computes ``F.conv2d`` with dilation ``(1, stride)`` and padding
-    ``(r, r * stride)`` (``tests/test_exercises_ch07.py`` runs the kernel itself against this)."""
+    """The exercise's kernel as the notebook gives it (here in plain Python, without ``@njit``),
+    with its one mistake (used by the check to recognise an unchanged kernel)."""
+    B, C, H, W = x.shape
     k = weight.shape[-1]
     r = (k - 1) // 2
-    planted = F.conv2d(torch.from_numpy(x), torch.from_numpy(weight)[:, None], stride=stride,
-                       padding=(r, r * stride), dilation=(1, stride), groups=x.shape[1])
-    out[...] = planted.numpy()
+    Ho, Wo = out.shape[2], out.shape[3]
+    for b in range(B):
+        for c in range(C):
+            for yo in range(Ho):
+                for xo in range(Wo):
+                    acc = 0.0
+                    for i in range(k):
+                        ys = yo * stride + i - r
+                        if ys < 0 or ys >= H:
+                            continue
+                        for j in range(k):
+                            xs = (xo + j - r) * stride
+                            if 0 <= xs < W:
+                                acc += weight[c, i, j] * x[b, c, ys, xs]
+                    out[b, c, yo, xo] = acc
 
 
 #: (B, C, H, W, k, stride): stride 1 first, then odd sizes the stride does not divide, a 5x5
