@@ -64,7 +64,7 @@ from ..pad import PADStack, adaptive_dilation_conv, dilation_variance, expected_
 from ..pad.modules import AGGREGATIONS, PADConv2d, prior_branch_parameters, record_gates
 from ..training import train_steps
 from ..utils import count_parameters  # noqa: F401  (the chapter calls it from here)
-from .metrics import mean_iou
+from .metrics import mean_cross_entropy, mean_iou
 from .runner import Experiment, Trial
 from .verdicts import Claim
 
@@ -367,14 +367,9 @@ def prepare_stripes(config: dict) -> dict:
             for split in ("train", "val", "test")}
 
 
-@torch.no_grad()
 def held_out_loss(model: nn.Module, data: StripeData, batch_size: int = 128) -> float:
     """Mean cross-entropy per pixel of ``model`` on ``data`` (the caller sets eval mode)."""
-    total = 0.0
-    for start in range(0, len(data.images), batch_size):
-        logits = model(data.images[start:start + batch_size])
-        total += F.cross_entropy(logits, data.labels[start:start + batch_size], reduction="sum").item()
-    return total / data.labels.numel()
+    return mean_cross_entropy(model, data.images, data.labels, batch_size)
 
 
 def pad_measurements(evaluation: dict, data: StripeData) -> dict:

@@ -37,18 +37,24 @@ encodes the low-resolution depth (two ``3 x 3`` convolutions) and the high-resol
 guidance (two ``3 x 3`` convolutions, then average pooling to every decoder level), and
 upsamples ``log2(scale)`` times by 2. Each step is an *upsampler* followed by a ``3 x 3``
 convolution of the upsampled features concatenated with the guidance features of that level;
-the upsampler is a guided :class:`~dyncore.ddf.modules.DDFUp` (``decoder="ddf"``, DDF-Up-Net)
-or bilinear interpolation (``decoder="conv"``, the plain convolutional decoder). Both predict a
-residual over the bicubic upsampling of the input, so the two differ only in the upsampler.
+the upsampler is a guided :class:`~dyncore.ddf.modules.DDFUp` (``decoder="ddf"``, DDF-Up-Net),
+bilinear interpolation (``decoder="conv"``, the plain convolutional decoder) or bilinear
+interpolation followed by a per-pixel filter predicted from the guidance
+(``decoder="pixel"``, :class:`PixelFilterUp`, a PAC-style dynamic baseline built from Chapter 2's
+``dynamic_filter``). All predict a residual over the bicubic upsampling of the input, so they
+differ only in the upsampler.
 
 **The recorded experiments** (:data:`EXPERIMENTS`, run by :mod:`dyncore.experiments.runner`):
 ``06_ddf_resnet`` trains the DDF-ResNet, a convolutional and a depthwise ResNet of the same
 parameter count (:data:`CLASSIFIERS`, widths from :func:`matched_width`) and the Table 3a/3b
 ablations with the paper's optimizer, each at its learning rate from a grid, over five seeds;
 ``06_ddf_stability`` trains filter normalization, a sigmoid and no normalization at five times
-the paper's learning rate. Each run also records what instability would show
-(:func:`instability`, the largest validation loss, :func:`largest_tap`); :func:`claims` and
-:data:`STABILITY_CLAIMS` are what the chapter tests on them.
+the paper's learning rate; ``06_ddf_squeeze`` trains the DDF-ResNet at the squeeze ratios of
+Table 3c (:data:`SQUEEZE_CLASSIFIERS`). Each run also records what instability would show
+(:func:`instability`, the largest validation loss, :func:`largest_tap`); :func:`claims`,
+:data:`STABILITY_CLAIMS` and :func:`squeeze_claims` are what the chapter tests on them.
+``06_ddfup_depth`` trains the three decoders at 4x, 8x and 16x (:data:`DEPTH_NETS`, matched in
+parameters) over five seeds; :func:`depth_claims` on :func:`with_bicubic`'s result is Table 7.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from .. import validation as V
 from ..ddf import DDF, DDFUp
 from ..training import train_steps
 from ..utils import count_flops, count_parameters  # noqa: F401  (the chapter calls them from here)
+from .metrics import mean_cross_entropy
 from .runner import Experiment, Trial
 from .verdicts import Claim
 
@@ -499,14 +506,9 @@ def prepare_digits(config: dict) -> dict:
     return {"train": fit, "val": val, "test": test}
 
 
-@torch.no_grad()
 def classification_loss(model: nn.Module, data: DigitData, batch_size: int = 256) -> float:
     """Mean cross-entropy of ``model`` (as it is: call ``.eval()`` first) over ``data``."""
-    total = 0.0
-    for start in range(0, len(data.images), batch_size):
-        logits = model(data.images[start:start + batch_size])
-        total += F.cross_entropy(logits, data.labels[start:start + batch_size], reduction="sum").item()
-    return total / len(data.images)
+    return mean_cross_entropy(model, data.images, data.labels, batch_size)
 
 
 def _optimizer(config: dict):

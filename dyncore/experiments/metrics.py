@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["confusion_matrix", "iou_per_class", "mean_iou"]
+__all__ = ["confusion_matrix", "iou_per_class", "mean_iou", "mean_cross_entropy"]
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -31,3 +32,18 @@ def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int | None =
     if num_classes is None:
         num_classes = int(max(pred.max(), target.max())) + 1 if target.numel() else 1
     return iou_per_class(confusion_matrix(pred, target, num_classes)).mean().item()
+
+
+@torch.no_grad()
+def mean_cross_entropy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                       batch_size: int = 128) -> float:
+    """Mean cross-entropy of ``model`` (as it is: the caller sets eval mode) over every label of
+    ``labels``: one per image for a classifier, one per pixel for a segmenter. Batches of
+    ``batch_size`` images, summed in order."""
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels must have one length; got {len(images)} and {len(labels)}")
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start:start + batch_size])
+        total += F.cross_entropy(logits, labels[start:start + batch_size], reduction="sum").item()
+    return total / labels.numel()
