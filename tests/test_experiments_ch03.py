@@ -18,10 +18,9 @@ from dyncore.utils import count_parameters, set_seed
 
 def test_the_experiment_is_registered():
     exp = runner.get_experiment("03_lsdfn_flow")
-    # three seeds (the s = 7 runs are long on two CPUs; the chapter says so)
-    assert exp is ch03.FLOW and exp.chapter == 3 and exp.threads == 1 and exp.seeds >= 3
+    assert exp is ch03.FLOW and exp.chapter == 3 and exp.threads == 1 and exp.seeds >= 5
     assert exp.variants == tuple(ch03.FLOW_VARIANTS) and exp.variants[0] == "conv block"
-    assert exp.select_by == "val_loss" and len(exp.lr_grid) >= 2
+    assert exp.select_by == "val_loss" and len(exp.lr_grid) >= 3
     c = exp.config
     # the paper's sampling: s = 7 with sample stride 2 (Sec. 4.3)
     assert c["samples"] == 7 and c["sample_stride"] == 2
