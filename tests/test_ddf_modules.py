@@ -477,6 +477,19 @@ def test_depth_net_shapes_and_training_step(scene, scale, decoder):
     assert all(math.isfinite(v) for v in history["losses"])
 
 
+@pytest.mark.parametrize("decoder", ch06.DECODERS)
+def test_depth_net_starts_as_bicubic_upsampling(decoder):
+    """The residual head starts at zero, so an untrained network is bicubic interpolation; one
+    training step moves it away."""
+    torch.manual_seed(0)
+    net = ch06.DepthUpNet(4, decoder, channels=8)
+    low, rgb = torch.rand(2, 1, 4, 5), torch.rand(2, 3, 16, 20)
+    torch.testing.assert_close(net(low, rgb), ch06.upsample_bicubic(low, 4), rtol=0, atol=0)
+    loss = (net(low, rgb) - torch.rand(2, 1, 16, 20)).square().mean()
+    loss.backward()
+    assert net.head.weight.grad.abs().sum() > 0  # a zero head still learns
+
+
 def test_depth_net_bad_arguments():
     with pytest.raises(ValueError, match="scale"):
         ch06.DepthUpNet(6)

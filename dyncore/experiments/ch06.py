@@ -377,7 +377,9 @@ class PixelFilterUp(nn.Module):
 
 
 def _conv_relu(cin, cout):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU())
+    # Leaky: with plain ReLUs, some seeds of these small unnormalized networks ended at bicubic's
+    # error (every unit of a layer silent, the residual head left with its bias alone).
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1))
 
 
 class DepthUpNet(nn.Module):
@@ -405,6 +407,9 @@ class DepthUpNet(nn.Module):
         self.upsamplers = nn.ModuleList(upsampler() for _ in range(steps))
         self.fuse = nn.ModuleList(_conv_relu(2 * C, C) for _ in range(steps))
         self.head = nn.Conv2d(C, 1, 3, padding=1)
+        # A zero residual at the start: every network begins as bicubic upsampling.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, low, rgb):
         guide_full = self.rgb_encoder(rgb)
@@ -735,6 +740,7 @@ def depth_trial(t: Trial) -> dict:
         "bicubic_real": 100 * rmse(bicubic_real, real.depth, real.valid),
         "bicubic_edges": 100 * rmse(bicubic_real, real.depth, edge),
         "bicubic_generated": 100 * rmse(upsample_bicubic(generated.low, scale), generated.depth, generated.valid),
+        "bicubic_val_loss": rmse(upsample_bicubic(sets["val"].low, scale), sets["val"].depth, sets["val"].valid) ** 2,
     })
     return metrics
 
@@ -755,9 +761,10 @@ DEPTH = Experiment(
                 "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "
                 "error) and 4 generated piecewise-planar scenes; the input is the ground truth "
                 "sampled at the centre of every s x s block. Every network encodes the depth and the "
-                "RGB image (two 3x3 convolutions each), upsamples by 2 log2(s) times (the decoder), "
+                "RGB image (two 3x3 convolutions each, leaky ReLUs of slope 0.1), upsamples by 2 log2(s) times (the decoder), "
                 "fuses with the RGB features at each level (3x3 convolution) and predicts a residual "
-                "over bicubic upsampling. Decoders: guided DDF-Up (DDF-Up-Net); bilinear "
+                "over bicubic upsampling (its last convolution starts at zero, so every network "
+                "starts as bicubic). Decoders: guided DDF-Up (DDF-Up-Net); bilinear "
                 "interpolation (the convolutional decoder); bilinear interpolation followed by a 3x3 "
                 "per-pixel filter shared by the channels and predicted from the RGB features "
                 "(dynamic_filter, softmax over the taps: a PAC-style dynamic baseline). Adam with a "
