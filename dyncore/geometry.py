@@ -19,7 +19,7 @@ from numba import njit
 
 from . import validation as V
 
-__all__ = ["output_size", "tap_offset", "tap_offsets", "valid_range"]
+__all__ = ["output_size", "shifted_row", "tap_offset", "tap_offsets", "valid_range"]
 
 
 def output_size(n: int, stride: int = 1) -> int:
@@ -52,3 +52,22 @@ def valid_range(n_out, n_in, stride, offset):
     last = n_in - 1 - offset
     hi = min(n_out, last // stride + 1) if last >= 0 else 0
     return lo, max(lo, hi)
+
+
+@njit(cache=True, inline="always")
+def shifted_row(t, k, d, y, H, W, sign):
+    """Tap ``t`` of a ``k x k`` window of dilation ``d`` (or sample ``t`` of an ``s x s`` grid of
+    stride ``g``) seen from row ``y`` of an ``H x W`` image, its offset times ``sign`` (``1``:
+    where the tap of the pixel on row ``y`` reads; ``-1``: which pixel's tap reads row ``y``).
+
+    Returns ``(ys, ox, lo, hi)``: the row ``ys = y + sign*oy``, the column offset
+    ``sign*ox``, and the columns ``[lo, hi)`` whose shifted column stays inside the image
+    (:func:`valid_range`); ``lo == hi`` when row ``ys`` is outside it. The kernels' loop
+    ``for t: ys, ox, lo, hi = shifted_row(...)`` then skips an empty range."""
+    r = (k - 1) // 2
+    oy, ox = sign * (t // k - r) * d, sign * (t % k - r) * d
+    ys = y + oy
+    if ys < 0 or ys >= H:
+        return ys, ox, 0, 0
+    lo, hi = valid_range(W, W, 1, ox)
+    return ys, ox, lo, hi

@@ -182,6 +182,20 @@ class OpSpec:
         return Sample(args, dict(sample.kwargs), f"{sample.desc}, empty batch")
 
 
+def shifted_taps(x: torch.Tensor, k: int, tap_weight: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """``sum_t tap_weight(t) * x`` shifted by tap ``t``, zero-padded: a per-pixel ``k x k`` filter
+    as a PyTorch user writes it for ``torch.compile`` (``k*k`` shifted multiply-adds of the
+    padded input, which Inductor fuses into one loop); the peer of DFN's and DDF's kernels."""
+    H, W = x.shape[-2:]
+    r = (k - 1) // 2
+    xp = torch.nn.functional.pad(x, (r, r, r, r))
+    out = 0
+    for t in range(k * k):
+        i, j = divmod(t, k)
+        out = out + xp[:, :, i:i + H, j:j + W] * tap_weight(t)
+    return out
+
+
 def unfold_memory(cost: Callable) -> Callable:
     """``BenchCase.memory`` for an operator whose ``"torch"`` backend unfolds (im2col) ``k*k``
     copies of the input: inputs and output (``cost``'s bytes), plus that unfolded tensor and its

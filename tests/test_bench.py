@@ -426,6 +426,7 @@ def test_versus_peer_interleaves_checks_and_records_the_spread(tmp_path):
     m = results.machine
     assert m["peer_checked"] and m["torch_threads"] >= 1 and m["numba_threads"] >= 1
     assert len(m["load_before"].split()) == 3 and "dcm:" in m["fingerprints"]
+    assert m["allocator"].startswith("glibc malloc keeping freed memory")
     back = bench_results.Results.load(results.save(tmp_path / "peer.csv"))
     assert back.get(op="pad", backend="numba", mode="forward")["speedup_vs_peer"] == pytest.approx(
         results.get(op="pad", backend="numba", mode="forward")["speedup_vs_peer"])
@@ -434,6 +435,39 @@ def test_versus_peer_interleaves_checks_and_records_the_spread(tmp_path):
         suite.versus_peer(["ddx"], ["1x1x4x4"])
     with pytest.raises(ValueError, match="repeats must be a positive int"):
         suite.versus_peer(["dcm"], ["1x1x4x4"], repeats=0)
+
+
+def test_versus_peer_can_leave_the_allocator_alone():
+    results = suite.versus_peer(["dcm"], ["1x2x6x5"], modes=["forward"], repeats=1, reuse_memory=False)
+    assert results.machine["allocator"] == "system malloc"
+
+
+def test_reuse_freed_memory_keeps_results_and_restores_the_defaults():
+    """A 40 MiB tensor (above glibc's largest threshold for a fresh memory map) is mapped afresh
+    outside the block (``mallinfo2().hblkhd``, the bytes in such maps, grows while it lives),
+    comes from the heap inside it, and is mapped afresh again after it: the defaults are back.
+    The values are what the code writes either way."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Mallinfo2
+
+    def mapped_while_alive(value):
+        before = libc.mallinfo2().hblkhd
+        t = torch.empty(10, 1 << 20).fill_(value)
+        grew = libc.mallinfo2().hblkhd - before
+        assert torch.all(t == value)
+        return grew
+
+    assert mapped_while_alive(1.0) >= 40 << 20
+    with bench.reuse_freed_memory() as allocator:
+        assert allocator.startswith("glibc malloc keeping freed memory")
+        assert mapped_while_alive(2.0) == 0 and mapped_while_alive(3.0) == 0
+    assert mapped_while_alive(4.0) >= 40 << 20
 
 
 def test_a_wrong_peer_is_caught_before_it_is_timed(monkeypatch):

@@ -354,6 +354,25 @@ def test_valid_range_against_brute_force():
                         assert (lo, hi) == expected, (n_out, n_in, stride, offset)
 
 
+def test_shifted_row_against_brute_force():
+    """``shifted_row`` gives the row a tap (or a sample) reads, its column offset, and exactly
+    the columns whose shifted column lies inside; an empty range when the row is outside. Both
+    directions: ``sign = 1`` (where the tap reads) and ``-1`` (whose tap reads this row)."""
+    from dyncore.geometry import shifted_row
+
+    for H, W in [(1, 1), (2, 7), (5, 3), (6, 6)]:
+        for k, d in [(1, 1), (3, 1), (3, 2), (5, 1), (7, 3)]:
+            r = (k - 1) // 2
+            for t in range(k * k):
+                for y in range(H):
+                    for sign in (1, -1):
+                        ys, ox, lo, hi = shifted_row(t, k, d, y, H, W, sign)
+                        oy, ox_ = sign * (t // k - r) * d, sign * (t % k - r) * d
+                        inside = [x for x in range(W) if 0 <= y + oy < H and 0 <= x + ox_ < W]
+                        assert (ys, ox) == (y + oy, ox_)
+                        assert list(range(lo, hi)) == inside, (H, W, k, d, t, y, sign)
+
+
 def test_output_size_and_tap_offsets_match_conv2d():
     from dyncore.geometry import output_size, tap_offset, tap_offsets
 

@@ -16,6 +16,7 @@ times the contenders one after another in one process and reports their ratios.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import math
@@ -220,6 +221,45 @@ def peak_memory(fn: Callable[[], object], device: str | torch.device = "cpu", wa
     before = _proc_status_bytes("VmRSS:")
     fn()
     return max(0, _proc_status_bytes("VmHWM:") - before)
+
+
+# glibc's mallopt parameters (malloc.h) and their defaults
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+
+
+@contextlib.contextmanager
+def reuse_freed_memory():
+    """Within the block, memory a process frees stays in it, ready for its next allocation.
+
+    By default glibc's ``malloc`` serves a large request with a fresh ``mmap`` and gives it back
+    on ``free`` (above a threshold that starts at 128 KiB and adapts up to 32 MiB), and trims
+    what is freed at the top of its heap: each call that makes a new output tensor then
+    pays the kernel for zeroing and mapping every page of it on first touch. On the virtual
+    machines of this book that costs about as much as a fast kernel takes to compute the
+    output (Chapter 7 measures both), so a benchmark of two kernels would largely compare page
+    faults. Allocators that keep freed memory (jemalloc, tcmalloc; PyTorch's CPU
+    performance guide recommends them) avoid this; here glibc is told to do the same
+    (``mallopt``: no ``mmap``, no trimming of the heap), for every allocation in the process,
+    so every contender gains alike. The defaults are restored on exit and the heap trimmed.
+
+    Yields a short description of the allocator for result files (``"system malloc"`` where
+    glibc's ``mallopt`` is unavailable, and then changes nothing).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        yield "system malloc"
+        return
+    ok = mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    try:
+        yield ("glibc malloc keeping freed memory (mallopt: M_MMAP_MAX=0, M_TRIM_THRESHOLD=2**31-1)"
+               if ok else "system malloc")
+    finally:
+        mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+        libc.malloc_trim(0)
 
 
 # The suite (operators x backends x sizes, result files) and its command line, ``python -m

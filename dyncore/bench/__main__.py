@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "that they agree; prints min, median and the ratio of the medians")
     p.add_argument("--repeats", type=_positive_int, default=15,
                    help="repetitions of --versus-peer (default 15)")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="--versus-peer: leave glibc's malloc as it is, so that every call pays for "
+                        "fresh pages of its output (by default freed memory is kept for reuse, "
+                        "dyncore.bench.reuse_freed_memory)")
     p.add_argument("--out", default=None, help="write results to this .csv or .json file")
     p.add_argument("--list", action="store_true", help="list operators and backends, then exit")
     return p
@@ -156,6 +160,7 @@ def main(argv=None) -> int:
             limits = None if args.no_roofline else roofline.measure_machine(args.device, dtype, quick=args.quick)
             parts = [versus_peer(part_ops, part_sizes, args.kernel_sizes[0], args.mode, args.repeats,
                                  dtype=dtype, progress=sys.stderr.isatty(), limits=limits,
+                                 reuse_memory=not args.system_malloc,
                                  max_bytes=None if args.max_memory is None else int(args.max_memory * 2**30))
                      for part_ops, part_sizes in plan if part_ops]
         results = parts[0]
@@ -165,6 +170,7 @@ def main(argv=None) -> int:
             results.machine["fingerprints"] += " " + more.machine["fingerprints"]
             results.machine["load_after"] = more.machine["load_after"]
         print(peer_table(results))
+        print(f"allocator: {results.machine['allocator']}")
         print(f"threads: torch {results.machine['torch_threads']}, numba {results.machine['numba_threads']}; "
               f"load average before {results.machine['load_before']}, after {results.machine['load_after']}")
         for line in results.skipped:

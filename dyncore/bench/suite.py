@@ -24,6 +24,7 @@ by its ``save`` (:mod:`dyncore.bench.results`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -32,7 +33,7 @@ import torch
 
 from .. import roofline
 from ..opspec import bench_cases, get_bench_case
-from . import interleaved, peak_memory, time_callable
+from . import interleaved, peak_memory, reuse_freed_memory, time_callable
 from .results import Results, describe_machine, format_size
 
 MODES = ("forward", "backward")
@@ -268,7 +269,7 @@ def versus_peer(ops: Sequence[str] | None = None, sizes: Sequence[Size | str] = 
                 k: int = 3, modes: Sequence[str] = MODES, repeats: int = 15, ours: str = "numba",
                 device: str = "cpu", dtype: torch.dtype = torch.float32, check: bool = True,
                 progress: bool = False, max_bytes: int | None = None,
-                limits: roofline.Machine | None = None) -> Results:
+                limits: roofline.Machine | None = None, reuse_memory: bool = True) -> Results:
     """Our ``ours`` kernel against each operator's peer, timed interleaved call by call.
 
     For every ``op x size x mode``: the same inputs for both, the peer checked equal to ours
@@ -277,6 +278,9 @@ def versus_peer(ops: Sequence[str] | None = None, sizes: Sequence[Size | str] = 
     ``median_s``, ``min_s``, ``iqr_s`` and ``runs``; ours also carries ``speedup_vs_peer``
     (the peer's median over ours: above 1, ours is faster) and the peer record ``peer_name``.
     The machine's description records the thread counts and the load average before and after.
+    With ``reuse_memory`` (the default) both run inside :func:`dyncore.bench.reuse_freed_memory`,
+    so that neither pays the operating system for fresh pages of its output on every call;
+    the allocator is recorded in the machine's description.
     With ``limits`` (a measured :class:`dyncore.roofline.Machine`) forward records also carry
     their roofline bound and fraction of it.
     """
@@ -290,11 +294,26 @@ def versus_peer(ops: Sequence[str] | None = None, sizes: Sequence[Size | str] = 
     itemsize = torch.empty((), dtype=dtype).element_size()
     max_bytes = default_memory_budget(device) if max_bytes is None else max_bytes
     load_before = os.getloadavg()
-    records, skipped = [], []
     todo = [(op, size, mode) for op in ops for size in sizes for mode in modes]
     if progress:
         from tqdm.auto import tqdm
         todo = tqdm(todo, desc="versus peer")
+    with reuse_freed_memory() if reuse_memory else contextlib.nullcontext("system malloc") as allocator:
+        records, skipped = _versus_peer_cases(todo, k, ours, device, dtype, check, repeats, itemsize,
+                                              max_bytes, limits)
+    machine = describe_machine(device, limits)
+    machine["allocator"] = allocator
+    machine["peer_checked"] = bool(check)
+    machine["fingerprints"] = " ".join(f"{op}:{source_fingerprint(op)}" for op in ops)
+    machine["load_before"] = " ".join(f"{v:.2f}" for v in load_before)
+    machine["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return Results(records, machine, skipped)
+
+
+def _versus_peer_cases(todo, k, ours, device, dtype, check, repeats, itemsize, max_bytes, limits):
+    """The records of :func:`versus_peer` for each ``(op, size, mode)`` of ``todo``, and the
+    cases skipped for memory."""
+    records, skipped = [], []
     for op, size, mode in todo:
         case = get_bench_case(op)
         need = 2 * estimate_bytes(op, ours, size, k, mode, itemsize)  # ours and the peer's, about
@@ -328,12 +347,7 @@ def versus_peer(ops: Sequence[str] | None = None, sizes: Sequence[Size | str] = 
                 rec["fraction_of_bound"] = rec["bound_s"] / s.median
             records.append(rec)
         del fns
-    machine = describe_machine(device, limits)
-    machine["peer_checked"] = bool(check)
-    machine["fingerprints"] = " ".join(f"{op}:{source_fingerprint(op)}" for op in ops)
-    machine["load_before"] = " ".join(f"{v:.2f}" for v in load_before)
-    machine["load_after"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return Results(records, machine, skipped)
+    return records, skipped
 
 
 def source_fingerprint(op: str) -> str:

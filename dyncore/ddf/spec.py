@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import output_size
-from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, unfold_memory
+from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, shifted_taps, unfold_memory
 from ..roofline import Cost, check_cost_args
 from .functional import ddf
 from .modules import DDF, branch_parameters, squeeze_width
@@ -175,15 +175,9 @@ def _bench_call(backend, k, x, spatial, channel):
 
 def _bench_peer(k, x, spatial, channel):
     """The equation as a PyTorch user writes it for ``torch.compile``: ``k*k`` shifted
-    multiply-adds of the zero-padded input, which Inductor fuses into one loop."""
-    H, W = x.shape[-2:]
-    r = (k - 1) // 2
-    xp = F.pad(x, (r, r, r, r))
-    out = 0
-    for t in range(k * k):
-        i, j = divmod(t, k)
-        out = out + xp[:, :, i:i + H, j:j + W] * spatial[:, t:t + 1] * channel[:, :, t, None, None]
-    return out
+    multiply-adds of the zero-padded input (:func:`dyncore.opspec.shifted_taps`), each tap
+    weighted by the spatial times the channel filter."""
+    return shifted_taps(x, k, lambda t: spatial[:, t:t + 1] * channel[:, :, t, None, None])
 
 
 BENCH = BenchCase("ddf", "DDF ddf (spatial x channel filter)", ("numba", "torch", "cuda"),

@@ -2,7 +2,8 @@
 
 The loops of :mod:`dyncore.dfn.loops`, reordered so that the innermost loop runs along a
 contiguous image row with the zero-padding test hoisted out of it
-(:func:`dyncore.geometry.valid_range`: the columns where a tap stays inside), and
+(:func:`dyncore.geometry.shifted_row`: the row a tap reads and the columns where it stays
+inside), and
 parallelized with ``prange`` over *rows* of the tensor being written: iteration ``n`` owns
 one row alone, so no two threads ever write the same element (deterministic, no atomics).
 Rows rather than whole planes, so that even one image with one channel keeps every core busy.
@@ -23,23 +24,20 @@ import torch
 from numba import njit, prange
 
 from ..autograd import KernelSet, numpy_view
-from ..geometry import valid_range
+from ..geometry import shifted_row
 
 
 @njit(parallel=True, cache=True)
 def dynamic_filter_forward_kernel(x, filters, out, k, d):
     B, C, H, W = x.shape
-    r = (k - 1) // 2
     for n in prange(B * C * H):  # one output row (b, c, y) per iteration
         b, c, y = n // (C * H), (n // H) % C, n % H
         row = out[b, c, y]
         row[:] = 0
         for t in range(k * k):
-            oy, ox = (t // k - r) * d, (t % k - r) * d
-            ys = y + oy
-            if ys < 0 or ys >= H:  # the whole row of this tap is padding
+            ys, ox, lo, hi = shifted_row(t, k, d, y, H, W, 1)
+            if hi <= lo:  # the tap reads only padding
                 continue
-            lo, hi = valid_range(W, W, 1, ox)
             # Zero-based views of the three rows: an index that cannot be negative needs no
             # wrap-around test, and LLVM vectorizes the loop (Chapter 7's before/after).
             o, f_row, x_row = row[lo:hi], filters[b, t, y, lo:hi], x[b, c, ys, lo + ox:hi + ox]
@@ -53,17 +51,14 @@ def dynamic_filter_forward_simple(x, filters, out, k, d):
     indexing the rows with ``xx + ox``, which Numba guards with a negative-index test that
     stops LLVM from vectorizing the innermost loop."""
     B, C, H, W = x.shape
-    r = (k - 1) // 2
     for n in prange(B * C * H):
         b, c, y = n // (C * H), (n // H) % C, n % H
         row = out[b, c, y]
         row[:] = 0
         for t in range(k * k):
-            oy, ox = (t // k - r) * d, (t % k - r) * d
-            ys = y + oy
-            if ys < 0 or ys >= H:
+            ys, ox, lo, hi = shifted_row(t, k, d, y, H, W, 1)
+            if hi <= lo:
                 continue
-            lo, hi = valid_range(W, W, 1, ox)
             f_row, x_row = filters[b, t, y], x[b, c, ys]
             for xx in range(lo, hi):
                 row[xx] += f_row[xx] * x_row[xx + ox]
@@ -72,17 +67,14 @@ def dynamic_filter_forward_simple(x, filters, out, k, d):
 @njit(parallel=True, cache=True)
 def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
     B, C, H, W = x.shape
-    r = (k - 1) // 2
     for n in prange(B * H):  # the rows grad_filters[b, :, y] of every tap, per iteration
         b, y = n // H, n % H
         for t in range(k * k):
             g_row = grad_filters[b, t, y]
             g_row[:] = 0
-            oy, ox = (t // k - r) * d, (t % k - r) * d
-            ys = y + oy
-            if ys < 0 or ys >= H:
+            ys, ox, lo, hi = shifted_row(t, k, d, y, H, W, 1)
+            if hi <= lo:
                 continue
-            lo, hi = valid_range(W, W, 1, ox)
             g = g_row[lo:hi]
             for c in range(C):  # eq-dfn-grad-filters: the filter is shared, so sum the channels
                 # zero-based views, as in the forward: LLVM vectorizes the loop
@@ -94,21 +86,17 @@ def dynamic_filter_grad_filters_kernel(grad_out, x, grad_filters, k, d):
 @njit(parallel=True, cache=True)
 def dynamic_filter_grad_input_kernel(grad_out, filters, grad_x, k, d):
     B, C, H, W = grad_x.shape
-    r = (k - 1) // 2
     for n in prange(B * C * H):  # one input-gradient row (b, c, y) per iteration
         b, c, y = n // (C * H), (n // H) % C, n % H
         row = grad_x[b, c, y]
         row[:] = 0
         for t in range(k * k):
-            oy, ox = (t // k - r) * d, (t % k - r) * d
-            yo = y - oy  # eq-dfn-grad-x: the output row whose tap t read row y
-            if yo < 0 or yo >= H:
-                continue
-            lo, hi = valid_range(W, W, 1, -ox)
+            # eq-dfn-grad-x: the output row yo whose tap t read row y, at column offset -ox
+            yo, mox, lo, hi = shifted_row(t, k, d, y, H, W, -1)
             if hi <= lo:
                 continue
             g = row[lo:hi]  # zero-based views, as in the forward: LLVM vectorizes the loop
-            go, fr = grad_out[b, c, yo, lo - ox:hi - ox], filters[b, t, yo, lo - ox:hi - ox]
+            go, fr = grad_out[b, c, yo, lo + mox:hi + mox], filters[b, t, yo, lo + mox:hi + mox]
             for i in range(hi - lo):
                 g[i] += go[i] * fr[i]
 

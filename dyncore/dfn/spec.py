@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, unfold_memory
+from ..opspec import BenchCase, ErrorCase, LayerSpec, OpSpec, Sample, shifted_taps, unfold_memory
 from ..roofline import Cost, check_cost_args
 from .functional import dynamic_filter
 from .modules import DynamicFilterLayer
@@ -134,15 +134,9 @@ def _bench_call(backend, k, x, filters):
 
 def _bench_peer(k, x, filters):
     """The equation as a PyTorch user writes it for ``torch.compile``: ``k*k`` shifted
-    multiply-adds of the zero-padded input, which Inductor fuses into one loop."""
-    H, W = x.shape[-2:]
-    r = (k - 1) // 2
-    xp = F.pad(x, (r, r, r, r))
-    out = 0
-    for t in range(k * k):
-        i, j = divmod(t, k)
-        out = out + xp[:, :, i:i + H, j:j + W] * filters[:, t:t + 1]
-    return out
+    multiply-adds of the zero-padded input (:func:`dyncore.opspec.shifted_taps`), which Inductor
+    fuses into one loop."""
+    return shifted_taps(x, k, lambda t: filters[:, t:t + 1])
 
 
 BENCH = BenchCase("dfn", "DFN dynamic_filter (per-pixel filter shared by channels)", ("numba", "torch", "cuda"),

@@ -278,7 +278,7 @@ MOVING_DIGITS = Experiment(
     name="02_dfn_moving_digits", chapter=2,
     title="Next-frame prediction of moving digits: dynamic filters, a static CNN of equal size, copying the last frame",
     variants=VARIANTS, config=DIGITS_CONFIG, quick=DIGITS_QUICK, prepare=prepare_digits, trial=digits_trial,
-    lr_grid=(3e-3, 1e-2, 3e-2), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    lr_grid=(3e-3, 1e-2, 3e-2),
     description="Two frames of 8x8 scikit-learn digits moving on a 20x20 canvas (velocity per sequence in "
                 "{-2..2}^2) predict the third. 4000 training sequences; 500 validation sequences of the "
                 "training digit images; 500 test sequences of held-out digit images. Both trained models "

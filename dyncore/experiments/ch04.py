@@ -565,8 +565,7 @@ def _set(ks):
 
 #: What the two experiments share: the task, the training and the learning-rate search.
 _TABLE_RUN = dict(chapter=4, config=TABLE_CONFIG, quick=TABLE_QUICK, prepare=prepare_table,
-                  trial=segmentation_trial, lr_grid=(3e-3, 1e-2), select_by="val_loss", quick_seeds=2,
-                  threads=1)
+                  trial=segmentation_trial, lr_grid=(3e-3, 1e-2))
 
 TABLE1 = Experiment(
     name="04_dmnet_table1", seeds=5, **_TABLE_RUN,

@@ -433,7 +433,7 @@ DILATION = Experiment(
             "steps": 600, "batch_size": 16, "eval_every": 60, "lr": 1e-2},
     quick={"n_train": 128, "n_val": 32, "n_test": 32, "steps": 20, "eval_every": 10},
     prepare=prepare_stripes, trial=stripes_trial,
-    lr_grid=(1e-2, 3e-2), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    lr_grid=(1e-2, 3e-2),
     description="Segmentation of the stripes task (orientation of the stripes at every pixel; fine "
                 "cells need a small receptive field, coarse ones a large one). Every model: a stem of "
                 "two 3x3 convolutions, a body of three 3x3 layers, a 1x1 classifier, 8 channels. "
@@ -464,7 +464,7 @@ PLACEMENT = Experiment(
               "PAD recurrent"),
     config=dict(DILATION.config), quick=dict(DILATION.quick),
     prepare=prepare_stripes, trial=stripes_trial,
-    lr_grid=DILATION.lr_grid, select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    lr_grid=DILATION.lr_grid,
     description="The stripes task and network of 05_pad_dilation (stem of two 3x3 convolutions, a body of "
                 "three 3x3 layers, a 1x1 classifier, 8 channels). Placement (the paper's Table 1): PAD "
                 "(Markov, dilations {1, 2, 4}) in body layer 1, 2 or 3 only, the other two plain 3x3 "

@@ -599,7 +599,7 @@ RESNET = Experiment(
     config={**_DIGITS, "optimizer": "sgd", "steps": 600, "eval_every": 30, "lr": 0.1},
     quick={"steps": 12, "eval_every": 6},
     prepare=prepare_digits, trial=classifier_trial,
-    lr_grid=(0.03, 0.1, 0.3), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    lr_grid=(0.03, 0.1, 0.3),
     description="Ten-class classification of scikit-learn's digits enlarged to 16 x 16, random "
                 "contrast, Gaussian noise 0.3 (1006 training, 252 validation, 539 test images). "
                 "Every network: a 3x3 stem convolution, three bottleneck blocks (1x1, the 3x3 slot, "
@@ -624,7 +624,7 @@ STABILITY = Experiment(
     variants=STABILITY_VARIANTS,
     config={**_DIGITS, "optimizer": "sgd", "steps": 200, "eval_every": 10, "lr": 0.5},
     quick={"steps": 12, "eval_every": 6},
-    prepare=prepare_digits, trial=classifier_trial, lr_grid=(), seeds=5, quick_seeds=2, threads=1,
+    prepare=prepare_digits, trial=classifier_trial, lr_grid=(),
     description="The networks and data of 06_ddf_resnet, with filter normalization, a sigmoid, or "
                 "nothing on the generated filters, trained with the paper's optimizer (SGD, "
                 "momentum 0.9, cosine decay) at a peak learning rate of 0.5, five times the paper's "
@@ -643,7 +643,7 @@ SQUEEZE = Experiment(
     variants=tuple(SQUEEZE_CLASSIFIERS),
     config={**RESNET.config, "lr": 0.3},
     quick=RESNET.quick, prepare=prepare_digits, trial=classifier_trial,
-    lr_grid=(0.3, 0.6), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    lr_grid=(0.3, 0.6),
     description="The data, network and optimizer of 06_ddf_resnet (SGD, momentum 0.9, cosine decay, "
                 "600 steps of 32 images); the DDF-ResNet with the squeeze-excitation of its "
                 "channel-filter branches at ratio 0.2 (the paper's default: the DDF of "
@@ -755,7 +755,7 @@ DEPTH = Experiment(
             "seed_test": 777},
     quick={"steps": 10, "eval_every": 5, "n_val": 4, "n_test": 4},
     prepare=prepare_depth, trial=depth_trial,
-    lr_grid=(1e-3, 3e-3, 1e-2), select_by="val_loss", seeds=5, quick_seeds=2, threads=1,
+    lr_grid=(1e-3, 3e-3, 1e-2),
     description="Guided depth upsampling by 4, 8 and 16. Training: each step 4 random 64 x 64 crops "
                 "(random flips) of the left part of scikit-image's stereo_motorcycle RGB-D pair "
                 "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "

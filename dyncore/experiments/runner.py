@@ -71,7 +71,9 @@ class Experiment:
     executes. ``lr_grid`` (may be empty: ``config["lr"]`` is then used for every variant) is
     searched per variant on the validation split with seed 0, by ``select_by``: a metric that
     ``trial`` returns, minimized unless it is listed in ``maximize``. ``seeds`` is the number of
-    seeds of a full run; ``quick_seeds`` of a quick one.
+    seeds of a full run; ``quick_seeds`` of a quick one. ``threads`` fixes the PyTorch and Numba
+    thread counts of every trial (one by default: parallel seeds then share the cores without
+    oversubscribing them); the result file records it.
     """
 
     name: str
