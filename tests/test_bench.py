@@ -443,10 +443,10 @@ def test_versus_peer_can_leave_the_allocator_alone():
 
 
 def test_reuse_freed_memory_keeps_results_and_restores_the_defaults():
-    """A 40 MiB tensor (above glibc's largest threshold for a fresh memory map) is mapped afresh
-    outside the block (``mallinfo2().hblkhd``, the bytes in such maps, grows while it lives),
-    comes from the heap inside it, and is mapped afresh again after it: the defaults are back.
-    The values are what the code writes either way."""
+    """A block larger than all the free memory the heap holds (so it cannot be served from freed
+    memory) is mapped afresh outside the block (``mallinfo2().hblkhd``, the bytes in such maps,
+    grows while it lives), comes from the heap inside it, and is mapped afresh again after it:
+    the defaults are back. The values are what the code writes either way."""
     import ctypes
 
     class Mallinfo2(ctypes.Structure):
@@ -457,17 +457,21 @@ def test_reuse_freed_memory_keeps_results_and_restores_the_defaults():
     libc.mallinfo2.restype = Mallinfo2
 
     def mapped_while_alive(value):
-        before = libc.mallinfo2().hblkhd
-        t = torch.empty(10, 1 << 20).fill_(value)
-        grew = libc.mallinfo2().hblkhd - before
-        assert torch.all(t == value)
-        return grew
+        info = libc.mallinfo2()
+        n = (info.fordblks + (40 << 20)) // 4  # float32 elements: more than the heap has free
+        t = torch.empty(n)
+        grew = libc.mallinfo2().hblkhd - info.hblkhd
+        t[:1 << 20].fill_(value)
+        assert torch.all(t[:1 << 20] == value)
+        return grew, 4 * n
 
-    assert mapped_while_alive(1.0) >= 40 << 20
+    grew, size = mapped_while_alive(1.0)
+    assert grew >= size
     with bench.reuse_freed_memory() as allocator:
         assert allocator.startswith("glibc malloc keeping freed memory")
-        assert mapped_while_alive(2.0) == 0 and mapped_while_alive(3.0) == 0
-    assert mapped_while_alive(4.0) >= 40 << 20
+        assert mapped_while_alive(2.0)[0] == 0 and mapped_while_alive(3.0)[0] == 0
+    grew, size = mapped_while_alive(4.0)
+    assert grew >= size
 
 
 def test_a_wrong_peer_is_caught_before_it_is_timed(monkeypatch):
