@@ -53,8 +53,9 @@ the paper's learning rate; ``06_ddf_squeeze`` trains the DDF-ResNet at the squee
 Table 3c (:data:`SQUEEZE_CLASSIFIERS`). Each run also records what instability would show
 (:func:`instability`, the largest validation loss, :func:`largest_tap`); :func:`claims`,
 :data:`STABILITY_CLAIMS` and :func:`squeeze_claims` are what the chapter tests on them.
-``06_ddfup_depth`` trains the three decoders at 4x, 8x and 16x (:data:`DEPTH_NETS`, matched in
-parameters) over five seeds; :func:`depth_claims` on :func:`with_bicubic`'s result is Table 7.
+``06_ddfup_depth_4x``, ``_8x`` and ``_16x`` (:data:`DEPTH`) train the three decoders at each scale
+(:data:`DEPTH_NETS`, matched in parameters) over five seeds; :func:`depth_claims` on
+:func:`with_bicubic`'s result (of one scale's run, or of :func:`merge_depth`'s) is Table 7.
 """
 
 from __future__ import annotations
@@ -655,7 +656,7 @@ SQUEEZE = Experiment(
             "count (the paper's Table 3c: 16.8M, 18.1M, 19.4M), which the table reports.",
 )
 
-#: The networks of ``06_ddfup_depth`` by decoder name: ``(decoder, {scale: channels})``. The
+#: The networks of the ``06_ddfup_depth_<s>x`` experiments by decoder name: ``(decoder, {scale: channels})``. The
 #: channel counts of the convolutional and per-pixel-filter decoders make their networks'
 #: parameter counts match DDF-Up-Net's at every scale within 5% (the closest integer width).
 DEPTH_NETS = {
@@ -675,7 +676,7 @@ DEPTH_VARIANTS = {depth_variant(n, s): (n, s) for s in DEPTH_SCALES for n in DEP
 
 
 def make_depth_net(variant: str, backend: str = "auto") -> DepthUpNet:
-    """The :class:`DepthUpNet` of a variant of ``06_ddfup_depth`` (see :data:`DEPTH_NETS`)."""
+    """The :class:`DepthUpNet` of a variant of a depth experiment (see :data:`DEPTH_NETS`)."""
     V.check_choice("variant", variant, tuple(DEPTH_VARIANTS))
     name, scale = DEPTH_VARIANTS[variant]
     decoder, channels = DEPTH_NETS[name]
@@ -692,11 +693,12 @@ def edge_mask(test: DepthBatch, span: float = 0.05, window: int = 5) -> torch.Te
 
 
 def prepare_depth(config: dict) -> dict:
-    """The real image, and for every scale its test sets (the held-out region of the real image,
-    generated scenes) and the generated validation scenes that choose the learning rate."""
+    """The real image, and for the configured scale (``config["scale"]``) its test sets (the
+    held-out region of the real image, generated scenes) and the generated validation scenes that
+    choose the learning rate."""
     scene = load_motorcycle()
     sets = {}
-    for scale in DEPTH_SCALES:
+    for scale in (config["scale"],):
         real = depth_test_region(scene, scale)
         sets[scale] = {"real": real, "generated": make_planar_scenes(config["n_test"], config["test_size"], scale,
                                                                      seed=config["seed_test"]),
@@ -711,7 +713,7 @@ def _mse(model: DepthUpNet, batch: DepthBatch) -> float:
 
 
 def depth_trial(t: Trial) -> dict:
-    """Train variant ``t.variant`` of ``06_ddfup_depth`` (Adam, one-cycle, fresh crops and
+    """Train variant ``t.variant`` of a depth experiment (:data:`DEPTH`; Adam, one-cycle, fresh crops and
     generated scenes every step) and measure RMSE x 100 on the real test region (all valid
     pixels and the depth-edge pixels), on the generated test scenes, and bicubic's on each."""
     c = t.config
@@ -745,44 +747,70 @@ def depth_trial(t: Trial) -> dict:
     return metrics
 
 
-DEPTH = Experiment(
-    name="06_ddfup_depth", chapter=6,
-    title="Joint depth upsampling at 4x, 8x and 16x: DDF-Up-Net against bicubic interpolation, a "
-          "convolutional decoder and a per-pixel-filter decoder of the same size",
-    variants=tuple(DEPTH_VARIANTS),
-    config={"backend": "auto", "steps": 800, "eval_every": 40, "lr": 3e-3, "batch_size": 8, "crop": 64,
-            "planar_fraction": 0.5, "n_val": 16, "n_test": 16, "test_size": 128, "seed_val": 555,
-            "seed_test": 777},
-    quick={"steps": 10, "eval_every": 5, "n_val": 4, "n_test": 4},
-    prepare=prepare_depth, trial=depth_trial,
-    lr_grid=(1e-3, 3e-3, 1e-2),
-    description="Guided depth upsampling by 4, 8 and 16. Training: each step 4 random 64 x 64 crops "
-                "(random flips) of the left part of scikit-image's stereo_motorcycle RGB-D pair "
-                "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "
-                "error) and 4 generated piecewise-planar scenes; the input is the ground truth "
-                "sampled at the centre of every s x s block. Every network encodes the depth and the "
-                "RGB image (two 3x3 convolutions each, leaky ReLUs of slope 0.1), upsamples by 2 log2(s) times (the decoder), "
-                "fuses with the RGB features at each level (3x3 convolution) and predicts a residual "
-                "over bicubic upsampling (its last convolution starts at zero, so every network "
-                "starts as bicubic). Decoders: guided DDF-Up (DDF-Up-Net); bilinear "
-                "interpolation (the convolutional decoder); bilinear interpolation followed by a 3x3 "
-                "per-pixel filter shared by the channels and predicted from the RGB features "
-                "(dynamic_filter, softmax over the taps: a PAC-style dynamic baseline). Adam with a "
-                "one-cycle schedule, 800 steps; learning rate per variant from the grid by the "
-                "final MSE on 16 generated validation scenes (seed 0). Test: RMSE x 100 on the "
-                "held-out right part of the real image (480 x 240: all valid pixels, and the "
-                "depth-edge pixels whose 5 x 5 neighbourhood spans more than 0.05) and on 16 "
-                "generated 128 x 128 scenes.",
-    matched="parameters: the convolutional decoder's network has 20 channels and the "
-            "per-pixel-filter decoder's 18 (4x) or 19 (8x, 16x) where DDF-Up-Net has 16, which puts "
-            "every network within 5% of DDF-Up-Net's parameter count at its scale.",
-)
+#: The settings shared by the three ``06_ddfup_depth_<s>x`` experiments (one per scale, so that
+#: each full run fits in an hour).
+_DEPTH_CONFIG = {"backend": "auto", "steps": 2400, "eval_every": 100, "lr": 3e-3, "batch_size": 8, "crop": 64,
+                 "planar_fraction": 0.5, "n_val": 16, "n_test": 16, "test_size": 128, "seed_val": 555,
+                 "seed_test": 777}
 
-EXPERIMENTS = (RESNET, STABILITY, SQUEEZE, DEPTH)
+
+def _depth_experiment(scale: int) -> Experiment:
+    return Experiment(
+        name=f"06_ddfup_depth_{scale}x", chapter=6,
+        title=f"Joint depth upsampling by {scale}: DDF-Up-Net against bicubic interpolation, a convolutional "
+              "decoder and a per-pixel-filter decoder of the same size",
+        variants=tuple(depth_variant(n, scale) for n in DEPTH_NETS),
+        config={**_DEPTH_CONFIG, "scale": scale},
+        quick={"steps": 10, "eval_every": 5, "n_val": 4, "n_test": 4},
+        prepare=prepare_depth, trial=depth_trial,
+        lr_grid=(1e-3, 3e-3),
+        description=f"Guided depth upsampling by {scale}. Training: each step 4 random 64 x 64 crops "
+                    "(random flips) of the left part of scikit-image's stereo_motorcycle RGB-D pair "
+                    "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "
+                    "error) and 4 generated piecewise-planar scenes; the input is the ground truth "
+                    "sampled at the centre of every s x s block. Every network encodes the depth and the "
+                    "RGB image (two 3x3 convolutions each, leaky ReLUs of slope 0.1), upsamples by 2 "
+                    "log2(s) times (the decoder), fuses with the RGB features at each level (3x3 "
+                    "convolution) and predicts a residual over bicubic upsampling (its last convolution "
+                    "starts at zero, so every network starts as bicubic). Decoders: guided DDF-Up "
+                    "(DDF-Up-Net); bilinear interpolation (the convolutional decoder); bilinear "
+                    "interpolation followed by a 3x3 per-pixel filter shared by the channels and predicted "
+                    "from the RGB features (dynamic_filter, softmax over the taps: a PAC-style dynamic "
+                    "baseline). Adam with a one-cycle schedule, 2400 steps; learning rate per variant "
+                    "from the grid by the final MSE on 16 generated validation scenes (seed 0). Test: "
+                    "RMSE x 100 on the held-out right part of the real image (480 x 240: all valid "
+                    "pixels, and the depth-edge pixels whose 5 x 5 neighbourhood spans more than 0.05) "
+                    "and on 16 generated 128 x 128 scenes.",
+        matched="parameters: the convolutional decoder's network has 20 channels and the per-pixel-filter "
+                "decoder's 18 (4x) or 19 (8x, 16x) where DDF-Up-Net has 16, which puts every network "
+                "within 5% of DDF-Up-Net's parameter count at its scale.",
+    )
+
+
+#: The experiments of Table 7, by scale: ``06_ddfup_depth_4x``, ``_8x`` and ``_16x``.
+DEPTH = {scale: _depth_experiment(scale) for scale in DEPTH_SCALES}
+
+EXPERIMENTS = (RESNET, STABILITY, SQUEEZE, *DEPTH.values())
+
+
+def merge_depth(results) -> dict:
+    """One result from the runs of several scales (:data:`DEPTH`): every variant, learning-rate
+    selection and seed list of each, the configuration of the first, and ``by_scale``: each
+    run's name, date, wall time, steps and parallel jobs by scale."""
+    results = list(results)
+    if not results or any(r.get("name") not in {e.name for e in DEPTH.values()} for r in results):
+        raise ValueError(f"results must be runs of {[e.name for e in DEPTH.values()]}; "
+                         f"got {[r.get('name') for r in results]}")
+    out = dict(results[0], name="06_ddfup_depth", variants={}, lr_selection={}, by_scale={})
+    for r in results:
+        out["variants"].update(r["variants"])
+        out["lr_selection"].update(r["lr_selection"])
+        out["by_scale"][r["config"]["scale"]] = {k: r[k] for k in ("name", "date", "wall_seconds", "jobs", "seeds")}
+    return out
 
 
 def with_bicubic(result: dict) -> dict:
-    """``result`` (a recorded ``06_ddfup_depth`` run) with a variant ``"bicubic, Nx"`` per scale,
+    """``result`` (a recorded depth run, see :data:`DEPTH` and :func:`merge_depth`) with a variant ``"bicubic, Nx"`` per scale,
     whose "runs" carry bicubic's errors under the metric names of the networks (the same
     numbers for every seed: bicubic interpolation is not trained), so that the verdicts can
     compare a network with bicubic."""
@@ -818,7 +846,7 @@ TABLE7 = {"Bicubic": (8.16, 14.22, 22.32), "DJF+": (3.38, 5.86, 10.11), "PAC-Net
 
 
 def depth_claims(result: dict) -> tuple[Claim, ...]:
-    """What the chapter tests on a recorded ``06_ddfup_depth`` run, at each scale, on the real
+    """What the chapter tests on a recorded depth run (see :data:`DEPTH`), at each scale it holds, on the real
     test region's RMSE (lower is better); the bicubic claims need :func:`with_bicubic`'s result."""
     found = []
     for i, scale in enumerate(DEPTH_SCALES):
