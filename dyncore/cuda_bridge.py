@@ -15,8 +15,10 @@ on the device the kernels run on (contiguous), and its results go back where the
 asking for ``backend="cuda"`` with CPU tensors on a GPU machine copies them to the GPU and back.
 
 What the kernels share is written once here: :func:`unravel4` (and :func:`unravel3`,
-:func:`unravel5`), which turns a thread's index into the element it owns; :data:`valid_range`,
-the pixels where a tap stays inside the image; and :func:`sum_axis1`, an ordered sum along one axis.
+:func:`unravel5`), which turns a thread's index into the element it owns; :data:`tap_at`, the
+pixel a tap reads (or the pixel whose tap reads this one), :data:`inside`, whether a pixel lies in
+the image, and :data:`valid_range`, the pixels where a tap stays inside it; and
+:func:`sum_axis1`, an ordered sum along one axis.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def unravel4(n, shape):
 #: output indices ``o < n_out`` whose input ``o*stride + offset`` lies in ``[0, n_in)``. A kernel
 #: that sweeps the pixels a tap reads loops over exactly these, with no test per pixel.
 valid_range = device_function(geometry.valid_range.py_func)
+
+
+#: :func:`dyncore.geometry.tap_at` for the device: the pixel tap ``t`` reads from ``(y, x)``
+#: (``sign = 1``), or the pixel whose tap ``t`` reads ``(y, x)`` (``sign = -1``).
+tap_at = device_function(geometry.tap_at.py_func)
+
+#: :func:`dyncore.geometry.inside` for the device: does ``(y, x)`` lie in an ``H x W`` image?
+inside = device_function(geometry.inside.py_func)
 
 
 @device_function

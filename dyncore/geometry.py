@@ -19,7 +19,7 @@ from numba import njit
 
 from . import validation as V
 
-__all__ = ["output_size", "shifted_row", "tap_offset", "tap_offsets", "valid_range"]
+__all__ = ["inside", "output_size", "shifted_row", "tap_at", "tap_offset", "tap_offsets", "valid_range"]
 
 
 def output_size(n: int, stride: int = 1) -> int:
@@ -39,6 +39,23 @@ def tap_offsets(kernel_size: int, dilation: int = 1) -> torch.Tensor:
     k = V.check_kernel_size("kernel_size", kernel_size)
     d = V.check_positive_int("dilation", dilation)
     return torch.tensor([tap_offset(t, k, d) for t in range(k * k)], dtype=torch.long)
+
+
+@njit(cache=True, inline="always")
+def tap_at(t, k, d, y, x, sign):
+    """Tap ``t = i*k + j`` of a ``k x k`` window of dilation ``d`` (or sample ``t`` of an
+    ``s x s`` grid of stride ``g``) seen from pixel ``(y, x)``: with ``sign = 1`` the pixel the
+    tap of ``(y, x)`` reads, ``(y + oy_t, x + ox_t)``; with ``sign = -1`` the pixel whose tap ``t``
+    reads ``(y, x)``, ``(y - oy_t, x - ox_t)`` (:func:`tap_offset` gives ``(oy_t, ox_t)``). It may lie
+    outside the image: :func:`inside` says."""
+    r = (k - 1) // 2
+    return y + sign * (t // k - r) * d, x + sign * (t % k - r) * d
+
+
+@njit(cache=True, inline="always")
+def inside(y, x, H, W):
+    """Does pixel ``(y, x)`` lie in an ``H x W`` image? (Outside, zero padding reads zero.)"""
+    return 0 <= y < H and 0 <= x < W
 
 
 @njit(cache=True, inline="always")

@@ -26,76 +26,62 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import launch, on_kernel_device, sum_axis1, unravel4, valid_range
+from ..cuda_bridge import inside, launch, on_kernel_device, sum_axis1, tap_at, unravel4, valid_range
 from ..geometry import output_size
 
 
 @cuda.jit(cache=True)
 def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
     b, c, yo, xo = unravel4(cuda.grid(1), out.shape)
-    if b >= out.shape[0]:  # a spare thread of the last block
-        return
-    H, W = x.shape[2], x.shape[3]
-    r = (k - 1) // 2
-    acc = out.dtype.type(0)
-    for t in range(k * k):
-        y = yo * s + (t // k - r) * d
-        xx = xo * s + (t % k - r) * d
-        if 0 <= y < H and 0 <= xx < W:  # zero padding
-            acc += spatial[b, t, yo, xo] * channel[b, c, t] * x[b, c, y, xx]
-    out[b, c, yo, xo] = acc
+    if b < out.shape[0]:  # not a spare thread of the last block
+        acc = out.dtype.type(0)
+        for t in range(k * k):
+            y, xx = tap_at(t, k, d, yo * s, xo * s, 1)  # the input pixel tap t reads
+            if inside(y, xx, x.shape[2], x.shape[3]):  # zero padding
+                acc += spatial[b, t, yo, xo] * channel[b, c, t] * x[b, c, y, xx]
+        out[b, c, yo, xo] = acc
 
 
 @cuda.jit(cache=True)
 def ddf_grad_input_kernel(grad_out, spatial, channel, grad_x, k, d, s):
     b, c, y, xx = unravel4(cuda.grid(1), grad_x.shape)
-    if b >= grad_x.shape[0]:
-        return
-    Ho, Wo = grad_out.shape[2], grad_out.shape[3]
-    r = (k - 1) // 2
-    acc = grad_x.dtype.type(0)
-    for t in range(k * k):
-        dy = y - (t // k - r) * d  # the flipped tap: which output pixel read (y, xx) with tap t?
-        dx = xx - (t % k - r) * d
-        if dy < 0 or dx < 0 or dy % s != 0 or dx % s != 0:
-            continue
-        yo, xo = dy // s, dx // s
-        if yo < Ho and xo < Wo:
-            acc += grad_out[b, c, yo, xo] * spatial[b, t, yo, xo] * channel[b, c, t]
-    grad_x[b, c, y, xx] = acc
+    if b < grad_x.shape[0]:
+        acc = grad_x.dtype.type(0)
+        for t in range(k * k):
+            # the flipped tap: the output pixel (yo, xo) whose tap t read (y, xx), if it exists
+            dy, dx = tap_at(t, k, d, y, xx, -1)  # = (yo * s, xo * s)
+            if dy % s != 0 or dx % s != 0:
+                continue
+            yo, xo = dy // s, dx // s
+            if inside(yo, xo, grad_out.shape[2], grad_out.shape[3]):
+                acc += grad_out[b, c, yo, xo] * spatial[b, t, yo, xo] * channel[b, c, t]
+        grad_x[b, c, y, xx] = acc
 
 
 @cuda.jit(cache=True)
 def ddf_grad_spatial_kernel(grad_out, x, channel, grad_spatial, k, d, s):
     b, t, yo, xo = unravel4(cuda.grid(1), grad_spatial.shape)
-    if b >= grad_spatial.shape[0]:
-        return
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    r = (k - 1) // 2
-    y = yo * s + (t // k - r) * d
-    xx = xo * s + (t % k - r) * d
-    acc = grad_spatial.dtype.type(0)
-    if 0 <= y < H and 0 <= xx < W:  # a tap that read padding has no gradient
-        for c in range(C):
-            acc += grad_out[b, c, yo, xo] * channel[b, c, t] * x[b, c, y, xx]
-    grad_spatial[b, t, yo, xo] = acc
+    if b < grad_spatial.shape[0]:
+        y, xx = tap_at(t, k, d, yo * s, xo * s, 1)
+        acc = grad_spatial.dtype.type(0)
+        if inside(y, xx, x.shape[2], x.shape[3]):  # a tap that read padding has no gradient
+            for c in range(x.shape[1]):
+                acc += channel[b, c, t] * grad_out[b, c, yo, xo] * x[b, c, y, xx]
+        grad_spatial[b, t, yo, xo] = acc
 
 
 @cuda.jit(cache=True)
 def ddf_grad_channel_rows_kernel(grad_out, x, spatial, partial, k, d, s):
     """Stage 1 of ``dL/dchannel``: a thread per ``(b, c, t, yo)`` sums one output row."""
     b, c, t, yo = unravel4(cuda.grid(1), partial.shape)
-    if b >= partial.shape[0]:
-        return
-    r = (k - 1) // 2
-    y = yo * s + (t // k - r) * d
-    ox = (t % k - r) * d
-    x0, x1 = valid_range(grad_out.shape[3], x.shape[3], s, ox)  # the pixels whose tap is inside
-    acc = partial.dtype.type(0)
-    if 0 <= y < x.shape[2]:  # a row of taps that read padding adds nothing
-        for xo in range(x0, x1):
-            acc += grad_out[b, c, yo, xo] * spatial[b, t, yo, xo] * x[b, c, y, xo * s + ox]
-    partial[b, c, t, yo] = acc
+    if b < partial.shape[0]:
+        y, ox = tap_at(t, k, d, yo * s, 0, 1)  # the row tap t reads, and its column offset
+        x0, x1 = valid_range(grad_out.shape[3], x.shape[3], s, ox)  # the pixels whose tap is inside
+        acc = partial.dtype.type(0)
+        if 0 <= y < x.shape[2]:  # a row of taps that read padding adds nothing
+            for xo in range(x0, x1):
+                acc += grad_out[b, c, yo, xo] * spatial[b, t, yo, xo] * x[b, c, y, xo * s + ox]
+        partial[b, c, t, yo] = acc
 
 
 def _out_shape(stride, x):

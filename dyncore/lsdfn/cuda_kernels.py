@@ -18,23 +18,21 @@ import torch
 from numba import cuda
 
 from ..autograd import KernelSet
-from ..cuda_bridge import (device_function, launch, on_kernel_device, sum_axis1, unravel3, unravel4,
-                           unravel5)
+from ..cuda_bridge import (device_function, inside, launch, on_kernel_device, sum_axis1, tap_at, unravel3,
+                           unravel4, unravel5)
 
 
 @device_function
 def sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k):
     """The bracket of Eq. 4 for output ``(y, xx)`` and sample centre ``(ym, xm)`` (inside)."""
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    r = (k - 1) // 2
     centre = k * k // 2
     ux = S.dtype.type(0)
-    for u in range(C):
+    for u in range(x.shape[1]):
         ux += U[b, v, u, y, xx] * x[b, u, ym, xm]
     acc = PA[b, v, centre, ym, xm] * ux
     for t in range(k * k):
-        py, px = ym + t // k - r, xm + t % k - r
-        if 0 <= py < H and 0 <= px < W:
+        py, px = tap_at(t, k, 1, ym, xm, 1)  # the pixel of S tap t reads around the sample
+        if inside(py, px, S.shape[1], S.shape[2]):
             acc += PA[b, v, t, ym, xm] * V[b, v, t, y, xx] * S[b, py, px]
     return acc
 
@@ -44,12 +42,10 @@ def lsdfn_forward_kernel(x, S, U, V, SA, PA, out, k, s, g):
     b, v, y, xx = unravel4(cuda.grid(1), out.shape)
     if b >= out.shape[0]:  # a spare thread of the last block
         return
-    H, W = out.shape[2], out.shape[3]
-    rs = (s - 1) // 2
     acc = out.dtype.type(0)
     for m in range(s * s):
-        ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
-        if 0 <= ym < H and 0 <= xm < W:
+        ym, xm = tap_at(m, s, g, y, xx, 1)  # sample m's centre
+        if inside(ym, xm, out.shape[2], out.shape[3]):
             acc += SA[b, v, m, y, xx] * sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k)
     out[b, v, y, xx] = acc
 
@@ -59,11 +55,9 @@ def lsdfn_grad_sample_attention_kernel(grad_out, x, S, U, V, PA, grad_SA, k, s, 
     b, v, m, y, xx = unravel5(cuda.grid(1), grad_SA.shape)
     if b >= grad_SA.shape[0]:
         return
-    H, W = grad_SA.shape[3], grad_SA.shape[4]
-    rs = (s - 1) // 2
-    ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
+    ym, xm = tap_at(m, s, g, y, xx, 1)
     val = grad_SA.dtype.type(0)
-    if 0 <= ym < H and 0 <= xm < W:
+    if inside(ym, xm, grad_SA.shape[3], grad_SA.shape[4]):
         val = grad_out[b, v, y, xx] * sample_term(x, S, U, V, PA, b, v, y, xx, ym, xm, k)
     grad_SA[b, v, m, y, xx] = val
 
@@ -74,12 +68,11 @@ def lsdfn_grad_V_kernel(grad_out, S, SA, PA, grad_V, k, s, g):
     if b >= grad_V.shape[0]:
         return
     H, W = grad_V.shape[3], grad_V.shape[4]
-    r, rs = (k - 1) // 2, (s - 1) // 2
     acc = grad_V.dtype.type(0)
     for m in range(s * s):
-        ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
-        py, px = ym + t // k - r, xm + t % k - r
-        if 0 <= ym < H and 0 <= xm < W and 0 <= py < H and 0 <= px < W:
+        ym, xm = tap_at(m, s, g, y, xx, 1)
+        py, px = tap_at(t, k, 1, ym, xm, 1)
+        if inside(ym, xm, H, W) and inside(py, px, H, W):
             acc += SA[b, v, m, y, xx] * PA[b, v, t, ym, xm] * S[b, py, px]
     grad_V[b, v, t, y, xx] = grad_out[b, v, y, xx] * acc
 
@@ -89,13 +82,11 @@ def lsdfn_grad_U_kernel(grad_out, x, SA, PA, grad_U, k, s, g):
     b, v, u, y, xx = unravel5(cuda.grid(1), grad_U.shape)
     if b >= grad_U.shape[0]:
         return
-    H, W = grad_U.shape[3], grad_U.shape[4]
-    rs = (s - 1) // 2
     centre = k * k // 2
     acc = grad_U.dtype.type(0)
     for m in range(s * s):
-        ym, xm = y + (m // s - rs) * g, xx + (m % s - rs) * g
-        if 0 <= ym < H and 0 <= xm < W:
+        ym, xm = tap_at(m, s, g, y, xx, 1)
+        if inside(ym, xm, grad_U.shape[3], grad_U.shape[4]):
             acc += SA[b, v, m, y, xx] * PA[b, v, centre, ym, xm] * x[b, u, ym, xm]
     grad_U[b, v, u, y, xx] = grad_out[b, v, y, xx] * acc
 
@@ -106,16 +97,15 @@ def lsdfn_grad_position_attention_kernel(grad_out, x, S, U, V, SA, grad_PA, k, s
     if b >= grad_PA.shape[0]:
         return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    r, rs = (k - 1) // 2, (s - 1) // 2
     centre = k * k // 2
-    py, px = p + t // k - r, q + t % k - r
+    py, px = tap_at(t, k, 1, p, q, 1)
     s_tap = S.dtype.type(0)
-    if 0 <= py < H and 0 <= px < W:
+    if inside(py, px, H, W):
         s_tap = S[b, py, px]
     acc = grad_PA.dtype.type(0)
     for m in range(s * s):
-        y, xx = p - (m // s - rs) * g, q - (m % s - rs) * g  # the output centred here by sample m
-        if y < 0 or y >= H or xx < 0 or xx >= W:
+        y, xx = tap_at(m, s, g, p, q, -1)  # the output whose sample m is centred here
+        if not inside(y, xx, H, W):
             continue
         term = V[b, v, t, y, xx] * s_tap
         if t == centre:
@@ -130,17 +120,16 @@ def lsdfn_grad_channel_sum_kernel(grad_out, V, SA, PA, grad_S, k, s, g):
     b, p, q = unravel3(cuda.grid(1), grad_S.shape)
     if b >= grad_S.shape[0]:
         return
-    Co, H, W = grad_out.shape[1], grad_S.shape[1], grad_S.shape[2]
-    r, rs = (k - 1) // 2, (s - 1) // 2
+    H, W = grad_S.shape[1], grad_S.shape[2]
     acc = grad_S.dtype.type(0)
-    for v in range(Co):
+    for v in range(grad_out.shape[1]):
         for t in range(k * k):
-            ym, xm = p - (t // k - r), q - (t % k - r)
-            if ym < 0 or ym >= H or xm < 0 or xm >= W:
+            ym, xm = tap_at(t, k, 1, p, q, -1)  # the sample centre whose tap t reads (p, q)
+            if not inside(ym, xm, H, W):
                 continue
             for m in range(s * s):
-                y, xx = ym - (m // s - rs) * g, xm - (m % s - rs) * g
-                if 0 <= y < H and 0 <= xx < W:
+                y, xx = tap_at(m, s, g, ym, xm, -1)  # the output whose sample m is centred there
+                if inside(y, xx, H, W):
                     acc += (grad_out[b, v, y, xx] * SA[b, v, m, y, xx]
                             * PA[b, v, t, ym, xm] * V[b, v, t, y, xx])
     grad_S[b, p, q] = acc
@@ -151,14 +140,12 @@ def lsdfn_grad_input_kernel(grad_out, U, SA, PA, grad_S, grad_x, k, s, g):
     b, u, p, q = unravel4(cuda.grid(1), grad_x.shape)
     if b >= grad_x.shape[0]:
         return
-    Co, H, W = grad_out.shape[1], grad_x.shape[2], grad_x.shape[3]
-    rs = (s - 1) // 2
     centre = k * k // 2
     acc = grad_S[b, p, q]
-    for v in range(Co):
+    for v in range(grad_out.shape[1]):
         for m in range(s * s):
-            y, xx = p - (m // s - rs) * g, q - (m % s - rs) * g
-            if 0 <= y < H and 0 <= xx < W:
+            y, xx = tap_at(m, s, g, p, q, -1)
+            if inside(y, xx, grad_x.shape[2], grad_x.shape[3]):
                 acc += (grad_out[b, v, y, xx] * SA[b, v, m, y, xx]
                         * PA[b, v, centre, p, q] * U[b, v, u, y, xx])
     grad_x[b, u, p, q] = acc

@@ -15,99 +15,81 @@ from numba import cuda
 
 from ..autograd import KernelSet
 from ..conv.cuda_kernels import conv2d_grad_bias_kernel
-from ..cuda_bridge import device_function, launch, on_kernel_device, unravel4
+from ..cuda_bridge import device_function, inside, launch, on_kernel_device, tap_at, unravel4, valid_range
 
 
 @device_function
 def add_response(acc, scale, x, weight, b, o, y, xo, dil):
     """``acc + scale * R[b, o, y, xo]``, tap by tap, with ``R`` the response of the ``k x k``
     convolution with dilation ``dil`` (zero padding): the inner sum of Chapter 5, eq-pad-relaxed."""
-    Cin, H, W, k = x.shape[1], x.shape[2], x.shape[3], weight.shape[2]
-    r = (k - 1) // 2
-    for c in range(Cin):
-        for i in range(k):
-            yi = y + (i - r) * dil
-            if yi < 0 or yi >= H:
-                continue
-            for j in range(k):
-                xi = xo + (j - r) * dil
-                if 0 <= xi < W:
-                    acc += weight[o, c, i, j] * (scale * x[b, c, yi, xi])
+    k = weight.shape[2]
+    for c in range(x.shape[1]):
+        for t in range(k * k):
+            yi, xi = tap_at(t, k, dil, y, xo, 1)  # the pixel tap t = (i, j) reads
+            if inside(yi, xi, x.shape[2], x.shape[3]):
+                acc += weight[o, c, t // k, t % k] * (scale * x[b, c, yi, xi])
     return acc
 
 
 @cuda.jit(cache=True)
 def pad_forward_kernel(x, weight, bias, gates, dilations, out):
     b, o, y, xo = unravel4(cuda.grid(1), out.shape)
-    if b >= out.shape[0]:  # a spare thread of the last block
-        return
-    acc = bias[o]
-    for d in range(dilations.shape[0]):
-        g = gates[b, d, y, xo]
-        if g == 0:  # not selected at this pixel: skip the whole convolution
-            continue
-        acc = add_response(acc, g, x, weight, b, o, y, xo, dilations[d])
-    out[b, o, y, xo] = acc
+    if b < out.shape[0]:  # not a spare thread of the last block
+        acc = bias[o]
+        for d in range(dilations.shape[0]):
+            g = gates[b, d, y, xo]
+            if g == 0:  # not selected at this pixel: skip the whole convolution
+                continue
+            acc = add_response(acc, g, x, weight, b, o, y, xo, dilations[d])
+        out[b, o, y, xo] = acc
 
 
 @cuda.jit(cache=True)
 def pad_grad_input_kernel(grad_out, weight, gates, dilations, grad_x):
     b, c, yi, xi = unravel4(cuda.grid(1), grad_x.shape)
-    if b >= grad_x.shape[0]:
-        return
-    H, W = grad_x.shape[2], grad_x.shape[3]
-    Cout, k = weight.shape[0], weight.shape[2]
-    r = (k - 1) // 2
-    acc = grad_x.dtype.type(0)
-    for d in range(dilations.shape[0]):
-        dil = dilations[d]
-        for i in range(k):
-            y = yi - (i - r) * dil  # the output row whose tap i reads row yi
-            if y < 0 or y >= H:
-                continue
-            for j in range(k):
-                xo = xi - (j - r) * dil
-                if xo < 0 or xo >= W:
+    if b < grad_x.shape[0]:
+        k = weight.shape[2]
+        acc = grad_x.dtype.type(0)
+        for d in range(dilations.shape[0]):
+            for t in range(k * k):
+                y, xo = tap_at(t, k, dilations[d], yi, xi, -1)  # the output pixel whose tap t reads (yi, xi)
+                if not inside(y, xo, grad_x.shape[2], grad_x.shape[3]) or gates[b, d, y, xo] == 0:
                     continue
                 g = gates[b, d, y, xo]
-                if g == 0:
-                    continue
-                for o in range(Cout):
-                    acc += weight[o, c, i, j] * (g * grad_out[b, o, y, xo])
-    grad_x[b, c, yi, xi] = acc
+                for o in range(weight.shape[0]):
+                    acc += weight[o, c, t // k, t % k] * (g * grad_out[b, o, y, xo])
+        grad_x[b, c, yi, xi] = acc
 
 
 @cuda.jit(cache=True)
 def pad_grad_weight_kernel(grad_out, x, gates, dilations, grad_w):
     o, c, i, j = unravel4(cuda.grid(1), grad_w.shape)
-    if o >= grad_w.shape[0]:
-        return
-    B, _, H, W = x.shape
-    k = grad_w.shape[2]
-    r = (k - 1) // 2
-    acc = grad_w.dtype.type(0)
-    for d in range(dilations.shape[0]):
-        oy = (i - r) * dilations[d]
-        ox = (j - r) * dilations[d]
-        for b in range(B):
-            for y in range(max(0, -oy), min(H, H - oy)):
-                for xo in range(max(0, -ox), min(W, W - ox)):
-                    g = gates[b, d, y, xo]
-                    if g != 0:
-                        acc += g * grad_out[b, o, y, xo] * x[b, c, y + oy, xo + ox]
-    grad_w[o, c, i, j] = acc
+    if o < grad_w.shape[0]:
+        B, _, H, W = x.shape
+        k = grad_w.shape[2]
+        acc = grad_w.dtype.type(0)
+        for d in range(dilations.shape[0]):
+            oy, ox = tap_at(i * k + j, k, dilations[d], 0, 0, 1)  # where tap (i, j) reads, from (0, 0)
+            y0, y1 = valid_range(H, H, 1, oy)  # the output pixels whose tap (i, j) lies inside
+            x0, x1 = valid_range(W, W, 1, ox)
+            for b in range(B):
+                for y in range(y0, y1):
+                    for xo in range(x0, x1):
+                        g = gates[b, d, y, xo]
+                        if g != 0:
+                            acc += g * grad_out[b, o, y, xo] * x[b, c, y + oy, xo + ox]
+        grad_w[o, c, i, j] = acc
 
 
 @cuda.jit(cache=True)
 def pad_grad_gates_kernel(grad_out, x, weight, dilations, grad_gates):
     b, d, y, xo = unravel4(cuda.grid(1), grad_gates.shape)
-    if b >= grad_gates.shape[0]:
-        return
-    acc = grad_gates.dtype.type(0)
-    # sum_o G[b, o, y, xo] * R_d[b, o, y, xo]: every dilation's response, selected or not
-    for o in range(weight.shape[0]):
-        acc = add_response(acc, grad_out[b, o, y, xo], x, weight, b, o, y, xo, dilations[d])
-    grad_gates[b, d, y, xo] = acc
+    if b < grad_gates.shape[0]:
+        acc = grad_gates.dtype.type(0)
+        # sum_o G[b, o, y, xo] * R_d[b, o, y, xo]: every dilation's response, selected or not
+        for o in range(weight.shape[0]):
+            acc = add_response(acc, grad_out[b, o, y, xo], x, weight, b, o, y, xo, dilations[d])
+        grad_gates[b, d, y, xo] = acc
 
 
 def _dilations(config, like):
