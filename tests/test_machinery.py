@@ -373,6 +373,26 @@ def test_shifted_row_against_brute_force():
                         assert list(range(lo, hi)) == inside, (H, W, k, d, t, y, sign)
 
 
+def test_tap_at_and_inside_agree_with_tap_offset_and_the_device_copies():
+    """``tap_at`` is the pixel a tap reads (``sign = 1``) or whose tap reads this one (``-1``):
+    the two are inverse; ``inside`` is the image test; the CUDA bridge's copies are the same
+    functions."""
+    from dyncore import cuda_bridge
+    from dyncore.geometry import inside, tap_at, tap_offset
+
+    for k, d in [(1, 1), (3, 1), (3, 2), (5, 3)]:
+        for t in range(k * k):
+            oy, ox = tap_offset(t, k, d)
+            assert tap_at(t, k, d, 4, 9, 1) == (4 + oy, 9 + ox)
+            assert tap_at(t, k, d, *tap_at(t, k, d, 4, 9, 1), -1) == (4, 9)
+    for y, x in [(0, 0), (4, 6), (-1, 0), (0, -1), (5, 0), (0, 7), (5, 7)]:
+        assert inside(y, x, 5, 7) == (0 <= y < 5 and 0 <= x < 7)
+    for name in ("tap_at", "inside", "valid_range"):
+        device = getattr(cuda_bridge, name)
+        source = getattr(device, "py_func", device)  # the simulator keeps the plain function
+        assert source is getattr(__import__("dyncore.geometry", fromlist=[name]), name).py_func
+
+
 def test_output_size_and_tap_offsets_match_conv2d():
     from dyncore.geometry import output_size, tap_offset, tap_offsets
 
