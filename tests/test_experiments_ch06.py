@@ -101,10 +101,11 @@ def test_the_squeeze_experiment_is_the_resnet_ddf_at_three_ratios():
 
 
 def test_the_depth_networks_are_matched_in_parameters_and_check_their_input():
-    exp = runner.get_experiment("06_ddfup_depth")
-    assert exp is ch06.DEPTH and exp.seeds >= 5 and len(exp.lr_grid) >= 3
-    assert len(exp.variants) == len(ch06.DEPTH_NETS) * len(ch06.DEPTH_SCALES)
     for scale in ch06.DEPTH_SCALES:
+        exp = runner.get_experiment(f"06_ddfup_depth_{scale}x")
+        assert exp is ch06.DEPTH[scale] and exp.seeds >= 5 and len(exp.lr_grid) >= 2
+        assert exp.variants == tuple(ch06.depth_variant(n, scale) for n in ch06.DEPTH_NETS)
+        assert exp.config["scale"] == scale and f"by {scale}." in exp.description
         counts = {n: count_parameters(ch06.make_depth_net(ch06.depth_variant(n, scale))) for n in ch06.DEPTH_NETS}
         ddf = counts["DDF-Up-Net"]
         for n, c in counts.items():
@@ -140,8 +141,7 @@ def test_the_pixel_filter_upsampler_is_dynamic_filter_after_bilinear():
 
 @pytest.fixture(scope="module")
 def quick_depth():
-    return runner.run("06_ddfup_depth", quick=True, seeds=2, progress=False, lr=3e-3, steps=4, eval_every=2,
-                      variants=[ch06.depth_variant(n, 4) for n in ch06.DEPTH_NETS])
+    return runner.run("06_ddfup_depth_4x", quick=True, seeds=2, progress=False, lr=3e-3, steps=4, eval_every=2)
 
 
 def test_a_reduced_depth_run_and_its_claims(quick_depth):
@@ -161,6 +161,13 @@ def test_a_reduced_depth_run_and_its_claims(quick_depth):
     assert len(claims) == 3 and len(ch06.depth_claims(r)) == 2  # without with_bicubic, no bicubic claim
     for claim in claims:
         assert verdicts.verdict(both, claim).verdict in (verdicts.HOLDS, verdicts.FAILS, verdicts.INCONCLUSIVE)
+    # the scales' runs merge into one result, which the chapter renders
+    merged = ch06.merge_depth([r, dict(r, name="06_ddfup_depth_8x", config=dict(r["config"], scale=8))])
+    assert merged["variants"] == r["variants"] and set(merged["by_scale"]) == {4, 8}
+    with pytest.raises(ValueError, match="results must be runs of"):
+        ch06.merge_depth([dict(r, name="06_ddf_resnet")])
+    with pytest.raises(ValueError, match="results must be runs of"):
+        ch06.merge_depth([])
     assert runner.check_fresh(r, variants=["DDF-Up-Net, 4x"]) == []
     stale = json.loads(json.dumps(r))
     stale["variants"]["DDF-Up-Net, 4x"]["lr"] = 1e-2

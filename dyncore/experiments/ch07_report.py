@@ -372,7 +372,7 @@ def _ddfup_bicubic(result: dict) -> list:
 
 #: Claims made on a result derived from a recorded one (a variant's measurements compared with
 #: each other, or with bicubic interpolation), by experiment name.
-DERIVED = {"05_pad_dilation": _pad_zones, "06_ddfup_depth": _ddfup_bicubic}
+DERIVED = {"05_pad_dilation": _pad_zones, **{f"06_ddfup_depth_{s}x": _ddfup_bicubic for s in (4, 8, 16)}}
 
 NOT_TESTED = "not tested yet"
 
