@@ -696,15 +696,12 @@ def prepare_depth(config: dict) -> dict:
     """The real image, and for the configured scale (``config["scale"]``) its test sets (the
     held-out region of the real image, generated scenes) and the generated validation scenes that
     choose the learning rate."""
-    scene = load_motorcycle()
-    sets = {}
-    for scale in (config["scale"],):
-        real = depth_test_region(scene, scale)
-        sets[scale] = {"real": real, "generated": make_planar_scenes(config["n_test"], config["test_size"], scale,
-                                                                     seed=config["seed_test"]),
-                       "val": make_planar_scenes(config["n_val"], config["test_size"], scale, seed=config["seed_val"]),
-                       "edge": edge_mask(real)}
-    return {"scene": scene, "sets": sets}
+    scene, scale = load_motorcycle(), config["scale"]
+    real = depth_test_region(scene, scale)
+    sets = {"real": real, "edge": edge_mask(real),
+            "generated": make_planar_scenes(config["n_test"], config["test_size"], scale, seed=config["seed_test"]),
+            "val": make_planar_scenes(config["n_val"], config["test_size"], scale, seed=config["seed_val"])}
+    return {"scene": scene, "sets": {scale: sets}}
 
 
 @torch.no_grad()
@@ -795,8 +792,8 @@ EXPERIMENTS = (RESNET, STABILITY, SQUEEZE, *DEPTH.values())
 
 def merge_depth(results) -> dict:
     """One result from the runs of several scales (:data:`DEPTH`): every variant, learning-rate
-    selection and seed list of each, the configuration of the first, and ``by_scale``: each
-    run's name, date, wall time, steps and parallel jobs by scale."""
+    selection of each, the configuration of the first, and ``by_scale``: each run's name, date,
+    wall time, parallel jobs and seeds by scale."""
     results = list(results)
     if not results or any(r.get("name") not in {e.name for e in DEPTH.values()} for r in results):
         raise ValueError(f"results must be runs of {[e.name for e in DEPTH.values()]}; "

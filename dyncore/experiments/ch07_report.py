@@ -11,6 +11,7 @@ import torch
 from .. import validation as V
 from ..opspec import layer_specs
 from .ch05 import StripeData
+from .ch06 import DEPTH
 
 __all__ = ["COLUMNS", "ComparisonTable", "X_AXES", "Y_LABELS", "colour", "plot_comparison", "plot_errors",
            "summary", "format_summary", "plot_curves", "plateau", "PaperClaim", "PAPER_CLAIMS", "claims_for",
@@ -372,7 +373,7 @@ def _ddfup_bicubic(result: dict) -> list:
 
 #: Claims made on a result derived from a recorded one (a variant's measurements compared with
 #: each other, or with bicubic interpolation), by experiment name.
-DERIVED = {"05_pad_dilation": _pad_zones, **{f"06_ddfup_depth_{s}x": _ddfup_bicubic for s in (4, 8, 16)}}
+DERIVED = {"05_pad_dilation": _pad_zones, **{e.name: _ddfup_bicubic for e in DEPTH.values()}}
 
 NOT_TESTED = "not tested yet"
 
