@@ -127,6 +127,26 @@ def test_untuned_numba_forward_equals_the_tuned_one():
     assert xg.grad.shape == x.shape
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 3, 3), (2, 3, 5, 7), (1, 2, 9, 40), (2, 1, 13, 6), (1, 3, 17, 23)])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_flattened_plane_path_equals_the_row_path_bit_for_bit(shape, dilation):
+    # k = 3 at stride 1 sweeps each plane's interior as one flattened run and recomputes the
+    # columns where a tap would wrap into the next row; every output must be the same sum, in the
+    # same order, as the row path gives (planes of 2d or fewer rows or columns take the row path)
+    B, C, H, W = shape
+    g = torch.Generator().manual_seed(sum(shape) + dilation)
+    x, sp, ch = (torch.randn(B, C, H, W, generator=g), torch.randn(B, 9, H, W, generator=g),
+                 torch.randn(B, C, 9, generator=g))
+    planes = numba_cpu.forward((3, dilation, 1), x, sp, ch)
+    rows = torch.full_like(x, float("nan"))
+    xn, spn, chn, rn = x.numpy(), sp.numpy(), ch.numpy(), rows.numpy()
+    for b in range(B):
+        for c in range(C):
+            for y in range(H):
+                numba_cpu._forward_row(xn, spn, chn, rn, b, c, y, 3, dilation, 1)
+    assert torch.equal(planes, rows)
+
+
 @pytest.mark.parametrize("case", CASES[:6], ids=IDS[:6])
 def test_backward_loops_match_autograd_of_the_equation(case):
     (x, sp, ch), _ = args(case)

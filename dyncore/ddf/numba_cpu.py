@@ -8,19 +8,23 @@ Two forwards:
 * :func:`ddf_forward_simple` -- the loops of :mod:`dyncore.ddf.loops` compiled as they are:
   ``prange`` over the planes ``(b, c)``, then pixel by pixel, tap by tap, with the padding test
   on every term. It is the *untuned* version, kept (and tested) for Chapter 7's before/after.
-* :func:`ddf_forward_kernel` -- the tuned one the ``"numba"`` backend uses. The loops are
-  reordered so that the innermost loop runs along an output row, over zero-based slices of
-  contiguous memory (``out``, ``spatial`` and, at stride 1, ``x``), with the padding test
-  hoisted into the loop bounds (:func:`dyncore.geometry.valid_range`) and the channel weight ``channel[b, c, t]``
-  hoisted out as a scalar: the loop body is two multiplies and an add, which LLVM vectorizes.
-  Stride 1 has its own loop (contiguous ``x``); other strides read ``x`` with a step. With
-  ``k = 3`` and stride 1 (the paper's setting) a fast path adds a whole row of three taps per
-  pass over the output row (:func:`_tap_row3_stride1`), 3 passes instead of 9. Parallel over
-  output rows ``(b, c, yo)``: an iteration owns one row; ``prange`` hands each thread a
-  contiguous range of rows, so a thread streams through whole planes of ``x`` and ``out`` in
-  memory order, and the spatial filter of image ``b`` is read again for every channel, from
-  cache. (Blocking rows of all channels together, to keep the spatial filter's rows in L1,
-  measured slower: the streaming order within a plane matters more on this machine.) Its host function
+* :func:`ddf_forward_kernel` -- the tuned one the ``"numba"`` backend uses. Parallel over the
+  output planes ``(b, c)``: an iteration owns one plane, ``prange`` hands each thread a
+  contiguous range of planes, so a thread streams through ``x`` and ``out`` in memory order, and
+  the spatial filter of image ``b`` is read again for every channel, from cache. Within a plane
+  the loops are reordered so that the innermost loop runs along contiguous memory (``out``,
+  ``spatial`` and, at stride 1, ``x``), over zero-based slices, with the padding test hoisted
+  into the loop bounds (:func:`dyncore.geometry.valid_range`) and the channel weight
+  ``channel[b, c, t]`` hoisted out as a scalar: the loop body is two multiplies and an add,
+  which LLVM vectorizes. In general it goes row by row, tap by tap (:func:`_forward_row`);
+  with ``k = 3`` a row of three taps is added per pass over the output row
+  (:func:`_tap_row3_stride1`). With ``k = 3`` at stride 1 (the paper's setting) the interior of
+  the plane, where no tap reads padding, is swept as one flattened run instead of ``H`` short
+  rows (:func:`_plane3_stride1`): each short row paid a fixed cost (slices, loop start-up, a
+  scalar remainder, the padding tests at its ends) that at Table 2's width was a large part of
+  the kernel's time. Both paths give equal outputs bit for bit. (Blocking rows of all channels
+  together, to keep the spatial filter's rows in L1, measured slower: the streaming order
+  within a plane matters more on this machine.) Its host function
   :func:`forward` allocates a large output in 2 MiB pages (:func:`empty_output`): on these
   virtual machines the page faults of a fresh 123 MB tensor cost more than the kernel.
 
@@ -41,7 +45,7 @@ elements it writes (deterministic, no atomics):
   an iteration owns ``dL/dchannel[b, c, :]``; it accumulates per tap into a row of partial sums
   (vectorizable) and adds the row up at the end, in a fixed order (:func:`ddf_grad_channel_kernel`).
 * When both filter gradients are needed (training), :func:`ddf_grad_filters_kernel` computes them
-  in one sweep over ``G`` and ``x``. The input gradient has the forward's fast path for ``k = 3``
+  in one sweep over ``G`` and ``x``. The input gradient has the forward's row path for ``k = 3``
   at stride 1 (a filter row of three taps per pass).
 """
 
@@ -140,45 +144,119 @@ def _tap_row3_stride1(orow, xr, s0, s1, s2, w0, w1, w2, d, W):
         _edge3(orow, xr, s0, s1, s2, w0, w1, w2, xo, d, W)
 
 
+@njit(cache=True, inline="always")
+def _flat_pass3(o, xp, s0, s1, s2, w0, w1, w2, lo, hi, off, d, first):
+    """``o[j] (= or +=) w0*s0[j]*xp[j+off-d] + w1*s1[j]*xp[j+off] + w2*s2[j]*xp[j+off+d]`` for
+    ``j`` in ``[lo, hi)``: one row of a 3 x 3 filter over a run of a plane flattened to 1-D, in
+    one vectorizable loop over zero-based slices (``off``: the filter row's offset, ``+-d W``)."""
+    oo = o[lo:hi]
+    a0, a1, a2 = s0[lo:hi], s1[lo:hi], s2[lo:hi]
+    xm, xc, xq = xp[lo + off - d:hi + off - d], xp[lo + off:hi + off], xp[lo + off + d:hi + off + d]
+    if first:  # the first filter row writes: no zeroing pass, no read of the output
+        for i in range(hi - lo):
+            oo[i] = w0 * a0[i] * xm[i] + w1 * a1[i] * xc[i] + w2 * a2[i] * xq[i]
+    else:
+        for i in range(hi - lo):
+            oo[i] += w0 * a0[i] * xm[i] + w1 * a1[i] * xc[i] + w2 * a2[i] * xq[i]
+
+
+#: Length of the runs of a flattened plane that :func:`_plane3_stride1` sweeps three times (one
+#: filter row per sweep): 16 KiB of float32 output, with its inputs, stays in the L1/L2 caches.
+FLAT_RUN = 4096
+
+
+@njit(cache=True, inline="always")
+def _plane3_stride1(x, spatial, channel, out, b, c, d):
+    """One output plane ``(b, c)`` of a 3 x 3 DDF at stride 1, for planes larger than ``2d`` each way.
+
+    Inside the rows and columns that lie ``d`` or more from the border, every tap reads inside
+    the image, and the tap at offset ``(oy, ox)`` of output ``j`` (the plane flattened to 1-D)
+    reads input ``j + oy W + ox``. So the interior is one long run, not ``H`` short rows: the
+    flattened plane from ``(d, d)`` to ``(H-d-1, W-d-1)``, swept in pieces of :data:`FLAT_RUN`,
+    three vectorized passes each (:func:`_flat_pass3`). The run also covers the ``d`` columns
+    at each end of the interior rows, where a horizontal tap would wrap into the neighbouring
+    row; those ``2d`` pixels per row are then recomputed tap by tap with the padding test. The
+    ``d`` rows at the top and the bottom take the row path. Every output is the same sum, added
+    in the same order, as the row path (:func:`_forward_row`) gives: the results are equal bit for bit.
+    """
+    H, W = x.shape[2], x.shape[3]
+    HW = H * W
+    xp = x[b, c].reshape(HW)
+    o = out[b, c].reshape(HW)
+    sp = spatial[b].reshape((9, HW))
+    start, stop = d * W + d, (H - d) * W - d  # every tap of these flattened outputs reads inside
+    for lo in range(start, stop, FLAT_RUN):
+        hi = min(lo + FLAT_RUN, stop)
+        for i in range(3):
+            t = 3 * i
+            _flat_pass3(o, xp, sp[t], sp[t + 1], sp[t + 2], channel[b, c, t], channel[b, c, t + 1],
+                        channel[b, c, t + 2], lo, hi, (i - 1) * d * W, d, i == 0)
+    for y in range(d, H - d):  # the d columns at each end of the interior rows, tap by tap
+        for j in range(2 * d):
+            xo = j if j < d else W - 2 * d + j
+            acc = out.dtype.type(0)
+            for t in range(9):
+                xx = xo + (t % 3 - 1) * d
+                if 0 <= xx < W:
+                    acc += channel[b, c, t] * spatial[b, t, y, xo] * x[b, c, y + (t // 3 - 1) * d, xx]
+            out[b, c, y, xo] = acc
+    for y in range(H):  # the d rows at the top and at the bottom
+        if y < d or y >= H - d:
+            _forward_row(x, spatial, channel, out, b, c, y, 3, d, 1)
+
+
+@njit(cache=True, inline="always")
+def _forward_row(x, spatial, channel, out, b, c, yo, k, d, s):
+    """The output row ``out[b, c, yo]``, tap by tap over contiguous slices (any ``k`` and stride)."""
+    H, W = x.shape[2], x.shape[3]
+    Wo = out.shape[3]
+    r = (k - 1) // 2
+    orow = out[b, c, yo]
+    orow[:] = 0
+    if k == 3 and s == 1:  # a whole row of 3 taps per pass over orow
+        for i in range(3):
+            y = yo + (i - 1) * d
+            if y < 0 or y >= H:
+                continue
+            t = 3 * i
+            _tap_row3_stride1(orow, x[b, c, y], spatial[b, t, yo], spatial[b, t + 1, yo],
+                              spatial[b, t + 2, yo], channel[b, c, t],
+                              channel[b, c, t + 1], channel[b, c, t + 2], d, W)
+        return
+    for t in range(k * k):
+        oy, ox = (t // k - r) * d, (t % k - r) * d
+        y = yo * s + oy
+        if y < 0 or y >= H:
+            continue  # the whole row of this tap reads padding
+        lo, hi = valid_range(Wo, W, s, ox)
+        if hi <= lo:
+            continue
+        w = channel[b, c, t]  # the channel filter's tap: one scalar for the whole row
+        o = orow[lo:hi]
+        sp = spatial[b, t, yo, lo:hi]
+        if s == 1:
+            xr = x[b, c, y, lo + ox:hi + ox]
+            for i in range(hi - lo):  # from 0 over slices: LLVM vectorizes it
+                o[i] += w * sp[i] * xr[i]
+        else:
+            xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
+            for i in range(hi - lo):
+                o[i] += w * sp[i] * xr[i]
+
+
 @njit(parallel=True, cache=True)
 def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
-    """The tuned fused forward (see the module docstring)."""
+    """The tuned fused forward (see the module docstring): one output plane per iteration."""
     B, C, H, W = x.shape
-    Ho, Wo = out.shape[2], out.shape[3]
-    r = (k - 1) // 2
-    for n in prange(B * C * Ho):  # one output row (b, c, yo) per iteration
-        b, c, yo = n // (C * Ho), (n // Ho) % C, n % Ho
-        orow = out[b, c, yo]
-        orow[:] = 0
-        if k == 3 and s == 1:  # the fast path: a whole row of 3 taps per pass over orow
-            for i in range(3):
-                y = yo + (i - 1) * d
-                if y < 0 or y >= H:
-                    continue
-                t = 3 * i
-                _tap_row3_stride1(orow, x[b, c, y], spatial[b, t, yo], spatial[b, t + 1, yo],
-                                  spatial[b, t + 2, yo], channel[b, c, t],
-                                  channel[b, c, t + 1], channel[b, c, t + 2], d, W)
-            continue
-        for t in range(k * k):
-            oy, ox = (t // k - r) * d, (t % k - r) * d
-            y = yo * s + oy
-            if y < 0 or y >= H:
-                continue  # the whole row of this tap reads padding
-            lo, hi = valid_range(Wo, W, s, ox)
-            if hi <= lo:
-                continue
-            w = channel[b, c, t]  # the channel filter's tap: one scalar for the whole row
-            o = orow[lo:hi]
-            sp = spatial[b, t, yo, lo:hi]
-            if s == 1:
-                xr = x[b, c, y, lo + ox:hi + ox]
-                for i in range(hi - lo):  # from 0 over slices: LLVM vectorizes it
-                    o[i] += w * sp[i] * xr[i]
-            else:
-                xr = x[b, c, y, lo * s + ox:(hi - 1) * s + ox + 1:s]
-                for i in range(hi - lo):
-                    o[i] += w * sp[i] * xr[i]
+    Ho = out.shape[2]
+    flat = k == 3 and s == 1 and H > 2 * d and W > 2 * d
+    for n in prange(B * C):  # one output plane (b, c) per iteration
+        b, c = n // C, n % C
+        if flat:  # the paper's setting: the interior as one flattened run
+            _plane3_stride1(x, spatial, channel, out, b, c, d)
+        else:
+            for yo in range(Ho):
+                _forward_row(x, spatial, channel, out, b, c, yo, k, d, s)
 
 
 @njit(cache=True, inline="always")
