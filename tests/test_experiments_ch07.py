@@ -81,6 +81,36 @@ def test_the_summary_curves_and_claims_read_a_run(quick):
     assert all(verdicts.verdict(quick, c).verdict in VERDICTS for c in claims)
 
 
+def _curves(*seeds):
+    """A result with one variant whose validation curves (steps 10, 20, ..., 100) are ``seeds``."""
+    return {"variants": {"v": {"runs": [{"curves": {"val_loss": [[10 * (i + 1), y] for i, y in enumerate(c)]}}
+                                        for c in seeds]}}}
+
+
+def test_plateau_measures_the_last_fall_three_ways():
+    flat = _curves([5.0, 2.0, 1.5] + [1.0] * 7, [5.0, 2.0, 1.5] + [1.2] * 7)
+    for of in ("final", "total", "seeds"):
+        assert R.plateau(flat, last=0.2, of=of) == {"v": 0.0}
+    # 1/t from step 10 to 100: over the last fifth (step 80 -> 100) it falls 1/80 - 1/100
+    a = [[1 / (10 * (i + 1)) for i in range(10)]]
+    b = [[1.1 / (10 * (i + 1)) for i in range(10)]]
+    mean_at = lambda step: 1.05 / step  # noqa: E731  (the mean of the two seeds)
+    got = {of: R.plateau(_curves(*a, *b), last=0.2, of=of)["v"] for of in ("final", "total", "seeds")}
+    fall = mean_at(80) - mean_at(100)
+    assert got["final"] == pytest.approx(fall / mean_at(100))  # 25%: still falling by its own size
+    assert got["total"] == pytest.approx(fall / (mean_at(10) - mean_at(100)))  # under 3% of the whole fall
+    assert got["seeds"] == pytest.approx(fall / math.sqrt(2 * (0.05 / 100) ** 2))  # std over the two seeds
+    assert got["total"] < 0.05 < got["final"]
+    rising = _curves([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert math.isnan(R.plateau(rising, last=0.2, of="total")["v"])
+    with pytest.raises(ValueError, match="of must be"):
+        R.plateau(flat, of="start")
+    with pytest.raises(ValueError, match="last must be"):
+        R.plateau(flat, last=1.5)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        R.plateau(_curves([3.0, 2.0, 1.0]), last=0.2, of="seeds")
+
+
 def test_the_findings_table_reads_every_recorded_result():
     table = R.findings()
     recorded = sorted(p.stem for p in runner.RESULTS.glob("*.json"))

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -257,17 +258,36 @@ def plot_curves(result: dict, keys=("val_loss", "train_loss"), fig=None):
     return fig
 
 
-def plateau(result: dict, key: str = "val_loss", last: float = 0.25) -> dict:
-    """For each variant: how much its mean ``key`` curve still fell over the last ``last`` of
-    training, as a fraction of its final value (0: flat; negative: it rose)."""
+def plateau(result: dict, key: str = "val_loss", last: float = 0.25, of: str = "final") -> dict:
+    """For each variant: how much its mean ``key`` curve (the mean over the seeds) still fell over
+    the last ``last`` of training (0: flat; negative: it rose), as a fraction of
+
+    * ``of="final"``: the curve's final value (a loss that keeps halving never counts as settled);
+    * ``of="total"``: the curve's whole fall, from its first recorded point to its last: the share
+      of the learning seen on the curve that happened in the last ``last`` of training (a curve
+      that has flattened scores near 0 even if its loss is small and still creeping down); nan
+      for a curve that ends no lower than it began;
+    * ``of="seeds"``: the standard deviation over the seeds of the final value: a fall below 1
+      is smaller than the seed-to-seed spread that the verdicts' tests already weigh (needs at
+      least two seeds).
+    """
     import numpy as np
 
+    if of not in ("final", "total", "seeds"):
+        raise ValueError(f"of must be 'final', 'total' or 'seeds', got {of!r}")
+    if not 0 < last < 1:
+        raise ValueError(f"last must be a fraction in (0, 1), got {last!r}")
     out = {}
     for name, entry in result["variants"].items():
-        curves = np.array([[p[1] for p in r["curves"][key]] for r in entry["runs"]]).mean(0)
+        per_seed = np.array([[p[1] for p in r["curves"][key]] for r in entry["runs"]])
+        curves = per_seed.mean(0)
         steps = np.array([p[0] for p in entry["runs"][0]["curves"][key]])
         before = curves[np.searchsorted(steps, steps[-1] * (1 - last))]
-        out[name] = float((before - curves[-1]) / curves[-1])
+        if of == "seeds" and len(per_seed) < 2:
+            raise ValueError(f"of='seeds' needs at least two seeds; {name!r} has {len(per_seed)}")
+        scale = {"final": curves[-1], "total": curves[0] - curves[-1],
+                 "seeds": per_seed[:, -1].std(ddof=1) if len(per_seed) > 1 else 0.0}[of]
+        out[name] = float((before - curves[-1]) / scale) if scale > 0 else math.nan
     return out
 
 
