@@ -127,12 +127,15 @@ def test_untuned_numba_forward_equals_the_tuned_one():
     assert xg.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("shape", [(1, 2, 3, 3), (2, 3, 5, 7), (1, 2, 9, 40), (2, 1, 13, 6), (1, 3, 17, 23)])
+@pytest.mark.parametrize("shape", [(1, 2, 3, 3), (2, 3, 5, 7), (1, 2, 9, 40), (2, 1, 13, 6), (1, 3, 17, 23),
+                                   (1, 2, 37, 301), (2, numba_cpu.CHANNEL_GROUP + 1, 130, 140)])
 @pytest.mark.parametrize("dilation", [1, 2, 3])
 def test_flattened_plane_path_equals_the_row_path_bit_for_bit(shape, dilation):
-    # k = 3 at stride 1 sweeps each plane's interior as one flattened run and recomputes the
-    # columns where a tap would wrap into the next row; every output must be the same sum, in the
-    # same order, as the row path gives (planes of 2d or fewer rows or columns take the row path)
+    # k = 3 at stride 1 sweeps each plane's interior as one flattened run (in pieces of FLAT_RUN
+    # outputs, CHANNEL_GROUP channels at a time) and recomputes the columns where a tap would wrap
+    # into the next row; every output must be the same sum, in the same order, as the row path
+    # gives (planes of 2d or fewer rows or columns take the row path; the last shape has two runs
+    # and two channel groups)
     B, C, H, W = shape
     g = torch.Generator().manual_seed(sum(shape) + dilation)
     x, sp, ch = (torch.randn(B, C, H, W, generator=g), torch.randn(B, 9, H, W, generator=g),

@@ -8,25 +8,25 @@ Two forwards:
 * :func:`ddf_forward_simple` -- the loops of :mod:`dyncore.ddf.loops` compiled as they are:
   ``prange`` over the planes ``(b, c)``, then pixel by pixel, tap by tap, with the padding test
   on every term. It is the *untuned* version, kept (and tested) for Chapter 7's before/after.
-* :func:`ddf_forward_kernel` -- the tuned one the ``"numba"`` backend uses. Parallel over the
-  output planes ``(b, c)``: an iteration owns one plane, ``prange`` hands each thread a
-  contiguous range of planes, so a thread streams through ``x`` and ``out`` in memory order, and
-  the spatial filter of image ``b`` is read again for every channel, from cache. Within a plane
-  the loops are reordered so that the innermost loop runs along contiguous memory (``out``,
+* :func:`ddf_forward_kernel` -- the tuned one the ``"numba"`` backend uses. Within a plane the
+  loops are reordered so that the innermost loop runs along contiguous memory (``out``,
   ``spatial`` and, at stride 1, ``x``), over zero-based slices, with the padding test hoisted
-  into the loop bounds (:func:`dyncore.geometry.valid_range`) and the channel weight
-  ``channel[b, c, t]`` hoisted out as a scalar: the loop body is two multiplies and an add,
-  which LLVM vectorizes. In general it goes row by row, tap by tap (:func:`_forward_row`);
-  with ``k = 3`` a row of three taps is added per pass over the output row
-  (:func:`_tap_row3_stride1`). With ``k = 3`` at stride 1 (the paper's setting) the interior of
-  the plane, where no tap reads padding, is swept as one flattened run instead of ``H`` short
-  rows (:func:`_plane3_stride1`): each short row paid a fixed cost (slices, loop start-up, a
-  scalar remainder, the padding tests at its ends) that at Table 2's width was a large part of
-  the kernel's time. Both paths give equal outputs bit for bit. (Blocking rows of all channels
-  together, to keep the spatial filter's rows in L1, measured slower: the streaming order
-  within a plane matters more on this machine.) Its host function
-  :func:`forward` allocates a large output in 2 MiB pages (:func:`empty_output`): on these
-  virtual machines the page faults of a fresh 123 MB tensor cost more than the kernel.
+  into the loop bounds (:func:`dyncore.geometry.valid_range`) and the channel weights
+  ``channel[b, c, t]`` hoisted out as scalars, so that LLVM vectorizes the loop body. In general
+  it goes plane by plane (``prange`` over ``(b, c)``), row by row, tap by tap
+  (:func:`_forward_row`); with ``k = 3`` a row of three taps is added per pass over the output
+  row (:func:`_tap_row3_stride1`). With ``k = 3`` at stride 1 (the paper's setting) the interior
+  of each plane, where no tap reads padding, is one flattened run swept once with all nine taps
+  in the loop body (:func:`_flat_pass9`): short rows paid a fixed cost each (slices, loop
+  start-up, a scalar remainder, the padding tests at their ends), and passes of three taps
+  re-read and re-wrote every output three times. That run is cut into pieces of
+  :data:`FLAT_RUN` outputs, and one ``prange`` iteration sweeps one piece for a group of
+  :data:`CHANNEL_GROUP` channels of one image (:func:`_runs3_stride1`): the piece's nine rows of
+  spatial filter, read for every channel, then come from the L2 cache (a whole plane's nine
+  rows, 2.2 MB at Table 2's size, do not fit in it). Every path forms each output's sum in the
+  same order, so they give equal outputs bit for bit. Its host function :func:`forward` allocates a
+  large output in 2 MiB pages (:func:`empty_output`): on these virtual machines the page faults
+  of a fresh 123 MB tensor cost more than the kernel.
 
 The host functions :func:`forward_simple` (untuned kernel, ``torch.empty`` output) and
 :func:`forward` (tuned kernel, huge-page output) give Chapter 7 its before and after; timing
@@ -145,64 +145,88 @@ def _tap_row3_stride1(orow, xr, s0, s1, s2, w0, w1, w2, d, W):
 
 
 @njit(cache=True, inline="always")
-def _flat_pass3(o, xp, s0, s1, s2, w0, w1, w2, lo, hi, off, d, first):
-    """``o[j] (= or +=) w0*s0[j]*xp[j+off-d] + w1*s1[j]*xp[j+off] + w2*s2[j]*xp[j+off+d]`` for
-    ``j`` in ``[lo, hi)``: one row of a 3 x 3 filter over a run of a plane flattened to 1-D, in
-    one vectorizable loop over zero-based slices (``off``: the filter row's offset, ``+-d W``)."""
+def _flat_pass9(o, xp, sp, w, lo, hi, W, d):
+    """``o[j] = sum_t w[t] * sp[t, j] * xp[j + oy_t W + ox_t]`` for ``j`` in ``[lo, hi)``: a 3 x 3
+    filter over a run of a plane flattened to 1-D, in one vectorizable loop over zero-based
+    slices, each output written once. The sum is formed as the row path forms it (three taps of
+    a filter row added together, then added to the sum of the rows above), so both give equal
+    outputs bit for bit."""
     oo = o[lo:hi]
-    a0, a1, a2 = s0[lo:hi], s1[lo:hi], s2[lo:hi]
-    xm, xc, xq = xp[lo + off - d:hi + off - d], xp[lo + off:hi + off], xp[lo + off + d:hi + off + d]
-    if first:  # the first filter row writes: no zeroing pass, no read of the output
-        for i in range(hi - lo):
-            oo[i] = w0 * a0[i] * xm[i] + w1 * a1[i] * xc[i] + w2 * a2[i] * xq[i]
-    else:
-        for i in range(hi - lo):
-            oo[i] += w0 * a0[i] * xm[i] + w1 * a1[i] * xc[i] + w2 * a2[i] * xq[i]
-
-
-#: Length of the runs of a flattened plane that :func:`_plane3_stride1` sweeps three times (one
-#: filter row per sweep): 16 KiB of float32 output, with its inputs, stays in the L1/L2 caches.
-FLAT_RUN = 4096
+    a0, a1, a2 = sp[0, lo:hi], sp[1, lo:hi], sp[2, lo:hi]
+    a3, a4, a5 = sp[3, lo:hi], sp[4, lo:hi], sp[5, lo:hi]
+    a6, a7, a8 = sp[6, lo:hi], sp[7, lo:hi], sp[8, lo:hi]
+    up, down = lo - d * W, lo + d * W  # the input under the first output of the top and bottom filter rows
+    x0, x1, x2 = xp[up - d:], xp[up:], xp[up + d:]
+    x3, x4, x5 = xp[lo - d:], xp[lo:], xp[lo + d:]
+    x6, x7, x8 = xp[down - d:], xp[down:], xp[down + d:]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+    for i in range(hi - lo):  # summed filter row by filter row, as the row path sums them
+        oo[i] = ((w0 * a0[i] * x0[i] + w1 * a1[i] * x1[i] + w2 * a2[i] * x2[i])
+                 + (w3 * a3[i] * x3[i] + w4 * a4[i] * x4[i] + w5 * a5[i] * x5[i])) \
+            + (w6 * a6[i] * x6[i] + w7 * a7[i] * x7[i] + w8 * a8[i] * x8[i])
 
 
 @njit(cache=True, inline="always")
-def _plane3_stride1(x, spatial, channel, out, b, c, d):
-    """One output plane ``(b, c)`` of a 3 x 3 DDF at stride 1, for planes larger than ``2d`` each way.
+def _wrapped_columns3(o, xp, sp, w, lo, hi, W, d):
+    """(Re)compute the outputs of ``[lo, hi)`` (a flattened plane's interior rows) that lie in
+    the ``d`` columns at either end of a row: there the horizontal taps of the flattened sweep
+    (:func:`_flat_pass9`) wrapped into the neighbouring row instead of reading padding. Each is
+    the sum of its six taps that read inside the image (``W > 2d``), added one by one in tap
+    order, as the row path adds them at a row's ends."""
+    dW = d * W  # the offset of the filter rows above and below
+    for y in range(lo // W, (hi - 1) // W + 1):
+        for j in range(2 * d):
+            xo = j if j < d else W - 2 * d + j
+            p = y * W + xo
+            if p < lo or p >= hi:
+                continue
+            if j < d:  # left end: the taps at ox = -d read padding
+                o[p] = (w[1] * sp[1, p] * xp[p - dW] + w[2] * sp[2, p] * xp[p - dW + d]
+                        + w[4] * sp[4, p] * xp[p] + w[5] * sp[5, p] * xp[p + d]
+                        + w[7] * sp[7, p] * xp[p + dW] + w[8] * sp[8, p] * xp[p + dW + d])
+            else:  # right end: the taps at ox = +d read padding
+                o[p] = (w[0] * sp[0, p] * xp[p - dW - d] + w[1] * sp[1, p] * xp[p - dW]
+                        + w[3] * sp[3, p] * xp[p - d] + w[4] * sp[4, p] * xp[p]
+                        + w[6] * sp[6, p] * xp[p + dW - d] + w[7] * sp[7, p] * xp[p + dW])
+
+
+#: The flattened interior of the planes is swept in runs of this many outputs, for
+#: :data:`CHANNEL_GROUP` channels of one image in turn: the run's nine rows of spatial filter
+#: (9 x 64 KiB in float32) stay in the L2 cache while the channels stream past them. (Tried at
+#: Table 2's size: runs of 8192 outputs measured slower, of 32768 about the same.)
+FLAT_RUN = 16384
+#: Channels per iteration of the flattened sweep (and so per reuse of a run of the spatial filter).
+CHANNEL_GROUP = 16
+
+
+@njit(cache=True, inline="always")
+def _runs3_stride1(x, spatial, channel, out, b, run, group, d):
+    """Run ``run`` of the flattened interiors of image ``b``'s planes, for the channels of
+    ``group`` (:data:`FLAT_RUN` x :data:`CHANNEL_GROUP`), 3 x 3 DDF at stride 1, planes larger
+    than ``2d`` each way.
 
     Inside the rows and columns that lie ``d`` or more from the border, every tap reads inside
     the image, and the tap at offset ``(oy, ox)`` of output ``j`` (the plane flattened to 1-D)
-    reads input ``j + oy W + ox``. So the interior is one long run, not ``H`` short rows: the
-    flattened plane from ``(d, d)`` to ``(H-d-1, W-d-1)``, swept in pieces of :data:`FLAT_RUN`,
-    three vectorized passes each (:func:`_flat_pass3`). The run also covers the ``d`` columns
-    at each end of the interior rows, where a horizontal tap would wrap into the neighbouring
-    row; those ``2d`` pixels per row are then recomputed tap by tap with the padding test. The
-    ``d`` rows at the top and the bottom take the row path. Every output is the same sum, added
-    in the same order, as the row path (:func:`_forward_row`) gives: the results are equal bit for bit.
+    reads input ``j + oy W + ox``. So the interior, the flattened plane from ``(d, d)`` to
+    ``(H-d-1, W-d-1)``, is one long run, not ``H`` short rows, swept once with all nine taps
+    (:func:`_flat_pass9`). The run also covers the ``d`` columns at each end of the interior
+    rows, where a horizontal tap wraps into the neighbouring row; those outputs are then redone
+    while they are in the cache (:func:`_wrapped_columns3`). The ``d`` rows at the top and the
+    bottom take the row path (:func:`_forward_row`). Every output is the same sum, added in the
+    same order, as the row path gives: the results are equal bit for bit.
     """
-    H, W = x.shape[2], x.shape[3]
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     HW = H * W
-    xp = x[b, c].reshape(HW)
-    o = out[b, c].reshape(HW)
-    sp = spatial[b].reshape((9, HW))
     start, stop = d * W + d, (H - d) * W - d  # every tap of these flattened outputs reads inside
-    for lo in range(start, stop, FLAT_RUN):
-        hi = min(lo + FLAT_RUN, stop)
-        for i in range(3):
-            t = 3 * i
-            _flat_pass3(o, xp, sp[t], sp[t + 1], sp[t + 2], channel[b, c, t], channel[b, c, t + 1],
-                        channel[b, c, t + 2], lo, hi, (i - 1) * d * W, d, i == 0)
-    for y in range(d, H - d):  # the d columns at each end of the interior rows, tap by tap
-        for j in range(2 * d):
-            xo = j if j < d else W - 2 * d + j
-            acc = out.dtype.type(0)
-            for t in range(9):
-                xx = xo + (t % 3 - 1) * d
-                if 0 <= xx < W:
-                    acc += channel[b, c, t] * spatial[b, t, y, xo] * x[b, c, y + (t // 3 - 1) * d, xx]
-            out[b, c, y, xo] = acc
-    for y in range(H):  # the d rows at the top and at the bottom
-        if y < d or y >= H - d:
-            _forward_row(x, spatial, channel, out, b, c, y, 3, d, 1)
+    lo = start + run * FLAT_RUN
+    hi = min(lo + FLAT_RUN, stop)
+    sp = spatial[b].reshape((9, HW))
+    for c in range(group * CHANNEL_GROUP, min((group + 1) * CHANNEL_GROUP, C)):
+        o, xp, w = out[b, c].reshape(HW), x[b, c].reshape(HW), channel[b, c]
+        _flat_pass9(o, xp, sp, w, lo, hi, W, d)
+        # the first and the last run also own the d outputs just outside the sweep, in the wrapped
+        # columns of the first and the last interior row
+        _wrapped_columns3(o, xp, sp, w, lo - d if lo == start else lo, hi + d if hi == stop else hi, W, d)
 
 
 @njit(cache=True, inline="always")
@@ -246,15 +270,23 @@ def _forward_row(x, spatial, channel, out, b, c, yo, k, d, s):
 
 @njit(parallel=True, cache=True)
 def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
-    """The tuned fused forward (see the module docstring): one output plane per iteration."""
+    """The tuned fused forward (see the module docstring)."""
     B, C, H, W = x.shape
     Ho = out.shape[2]
-    flat = k == 3 and s == 1 and H > 2 * d and W > 2 * d
-    for n in prange(B * C):  # one output plane (b, c) per iteration
-        b, c = n // C, n % C
-        if flat:  # the paper's setting: the interior as one flattened run
-            _plane3_stride1(x, spatial, channel, out, b, c, d)
-        else:
+    if k == 3 and s == 1 and H > 2 * d and W > 2 * d:  # the paper's setting: flattened runs
+        runs = ((H - 2 * d) * W - 2 * d + FLAT_RUN - 1) // FLAT_RUN
+        groups = (C + CHANNEL_GROUP - 1) // CHANNEL_GROUP
+        for n in prange(B * runs * groups):  # a run of the interiors of a group of channels
+            b, rest = n // (runs * groups), n % (runs * groups)
+            _runs3_stride1(x, spatial, channel, out, b, rest // groups, rest % groups, d)
+        for n in prange(B * C):  # the d rows at the top and at the bottom of each plane
+            b, c = n // C, n % C
+            for y in range(H):
+                if y < d or y >= H - d:
+                    _forward_row(x, spatial, channel, out, b, c, y, 3, d, 1)
+    else:
+        for n in prange(B * C):  # one output plane (b, c) per iteration, row by row
+            b, c = n // C, n % C
             for yo in range(Ho):
                 _forward_row(x, spatial, channel, out, b, c, yo, k, d, s)
 
