@@ -135,7 +135,7 @@ def test_flattened_plane_path_equals_the_row_path_bit_for_bit(shape, dilation):
     # outputs, CHANNEL_GROUP channels at a time) and recomputes the columns where a tap would wrap
     # into the next row; every output must be the same sum, in the same order, as the row path
     # gives (planes of 2d or fewer rows or columns take the row path; the last shape has two runs
-    # and two channel groups)
+    # and several channel groups, the last one partial)
     B, C, H, W = shape
     g = torch.Generator().manual_seed(sum(shape) + dilation)
     x, sp, ch = (torch.randn(B, C, H, W, generator=g), torch.randn(B, 9, H, W, generator=g),

@@ -20,13 +20,13 @@ Two forwards:
   in the loop body (:func:`_flat_pass9`): short rows paid a fixed cost each (slices, loop
   start-up, a scalar remainder, the padding tests at their ends), and passes of three taps
   re-read and re-wrote every output three times. That run is cut into pieces of
-  :data:`FLAT_RUN` outputs, and one ``prange`` iteration sweeps one piece for a group of
-  :data:`CHANNEL_GROUP` channels of one image (:func:`_runs3_stride1`): the piece's nine rows of
-  spatial filter, read for every channel, then come from the L2 cache (a whole plane's nine
+  :data:`FLAT_RUN` outputs, and one ``prange`` iteration sweeps one piece for up to
+  :data:`CHANNEL_GROUP` channels of one image (:func:`_runs3_stride1`): the piece's nine rows
+  of spatial filter, read for every channel, then come from the L2 cache (a whole plane's nine
   rows, 2.2 MB at Table 2's size, do not fit in it). Every path forms each output's sum in the
-  same order, so they give equal outputs bit for bit. Its host function :func:`forward` allocates a
-  large output in 2 MiB pages (:func:`empty_output`): on these virtual machines the page faults
-  of a fresh 123 MB tensor cost more than the kernel.
+  same order, so they give equal outputs bit for bit. Its host function :func:`forward`
+  allocates a large output in 2 MiB pages (:func:`empty_output`): on these virtual machines the
+  page faults of a fresh 123 MB tensor cost more than the kernel.
 
 The host functions :func:`forward_simple` (untuned kernel, ``torch.empty`` output) and
 :func:`forward` (tuned kernel, huge-page output) give Chapter 7 its before and after; timing
@@ -195,14 +195,17 @@ def _wrapped_columns3(o, xp, sp, w, lo, hi, W, d):
 #: (9 x 64 KiB in float32) stay in the L2 cache while the channels stream past them. (Tried at
 #: Table 2's size: runs of 8192 outputs measured slower, of 32768 about the same.)
 FLAT_RUN = 16384
-#: Channels per iteration of the flattened sweep (and so per reuse of a run of the spatial filter).
+#: Channels per iteration of the flattened sweep (and so per reuse of a run of the spatial
+#: filter); halved while that leaves fewer than :data:`MIN_ITERATIONS` iterations to share
+#: among the threads, down to one channel.
 CHANNEL_GROUP = 16
+MIN_ITERATIONS = 32
 
 
 @njit(cache=True, inline="always")
-def _runs3_stride1(x, spatial, channel, out, b, run, group, d):
-    """Run ``run`` of the flattened interiors of image ``b``'s planes, for the channels of
-    ``group`` (:data:`FLAT_RUN` x :data:`CHANNEL_GROUP`), 3 x 3 DDF at stride 1, planes larger
+def _runs3_stride1(x, spatial, channel, out, b, run, group, size, d):
+    """Run ``run`` (of :data:`FLAT_RUN` outputs) of the flattened interiors of image ``b``'s
+    planes, for the ``group``-th group of ``size`` channels, 3 x 3 DDF at stride 1, planes larger
     than ``2d`` each way.
 
     Inside the rows and columns that lie ``d`` or more from the border, every tap reads inside
@@ -221,7 +224,7 @@ def _runs3_stride1(x, spatial, channel, out, b, run, group, d):
     lo = start + run * FLAT_RUN
     hi = min(lo + FLAT_RUN, stop)
     sp = spatial[b].reshape((9, HW))
-    for c in range(group * CHANNEL_GROUP, min((group + 1) * CHANNEL_GROUP, C)):
+    for c in range(group * size, min((group + 1) * size, C)):
         o, xp, w = out[b, c].reshape(HW), x[b, c].reshape(HW), channel[b, c]
         _flat_pass9(o, xp, sp, w, lo, hi, W, d)
         # the first and the last run also own the d outputs just outside the sweep, in the wrapped
@@ -275,10 +278,13 @@ def ddf_forward_kernel(x, spatial, channel, out, k, d, s):
     Ho = out.shape[2]
     if k == 3 and s == 1 and H > 2 * d and W > 2 * d:  # the paper's setting: flattened runs
         runs = ((H - 2 * d) * W - 2 * d + FLAT_RUN - 1) // FLAT_RUN
-        groups = (C + CHANNEL_GROUP - 1) // CHANNEL_GROUP
+        group = CHANNEL_GROUP  # smaller groups where there would be too few iterations to share
+        while group > 1 and B * runs * ((C + group - 1) // group) < MIN_ITERATIONS:
+            group //= 2
+        groups = (C + group - 1) // group
         for n in prange(B * runs * groups):  # a run of the interiors of a group of channels
             b, rest = n // (runs * groups), n % (runs * groups)
-            _runs3_stride1(x, spatial, channel, out, b, rest // groups, rest % groups, d)
+            _runs3_stride1(x, spatial, channel, out, b, rest // groups, rest % groups, group, d)
         for n in prange(B * C):  # the d rows at the top and at the bottom of each plane
             b, c = n // C, n % C
             for y in range(H):
