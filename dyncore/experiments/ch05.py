@@ -430,7 +430,7 @@ DILATION = Experiment(
     config={"n_train": 1024, "n_val": 256, "n_test": 512, "seed_train": 1, "seed_val": 3, "seed_test": 2,
             "size": 32, "cell": 16, "tile": 4, "fine_period": 2, "coarse_period": 16, "noise": 0.5,
             "channels": 8, "depth": 3, "tau": 1.0, "backend": "torch",
-            "steps": 600, "batch_size": 16, "eval_every": 60, "lr": 1e-2},
+            "steps": 1800, "batch_size": 16, "eval_every": 180, "lr": 1e-2},
     quick={"n_train": 128, "n_val": 32, "n_test": 32, "steps": 20, "eval_every": 10},
     prepare=prepare_stripes, trial=stripes_trial,
     lr_grid=(1e-2, 3e-2),
