@@ -201,8 +201,8 @@ def test_filters_expanded_over_the_batch(backend):
 
 
 def test_large_outputs_in_huge_pages_are_ordinary_tensors(monkeypatch):
-    """Outputs over ``HUGE_PAGE_THRESHOLD`` come from ``empty_output`` (a memory map in 2 MiB
-    pages): same values, autograd works, and the memory stays alive with the tensor."""
+    """Outputs over ``HUGE_PAGE_THRESHOLD`` come from ``empty_output`` (advised into 2 MiB
+    pages): same values, autograd works, and they are ordinary tensors of the allocator."""
     import gc
 
     monkeypatch.setattr(numba_cpu, "HUGE_PAGE_THRESHOLD", 8 << 20)  # a smaller input suffices
@@ -218,6 +218,10 @@ def test_large_outputs_in_huge_pages_are_ordinary_tensors(monkeypatch):
     assert xg.grad.shape == x.shape and torch.isfinite(xg.grad).all()
     small = numba_cpu.empty_output((2, 3), torch.float64)
     assert small.shape == (2, 3) and small.dtype == torch.float64
+    big = numba_cpu.empty_output((3, 1 << 21), torch.float32)  # 24 MiB: several whole huge pages
+    big.resize_(4, 1 << 21)  # its storage is the allocator's, resizable like any tensor's
+    big.fill_(1.0)
+    assert big.sum().item() == 4 * (1 << 21)
 
 
 def test_numba_is_deterministic_across_thread_counts():

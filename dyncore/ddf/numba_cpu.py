@@ -25,11 +25,11 @@ Two forwards:
   of spatial filter, read for every channel, then come from the L2 cache (a whole plane's nine
   rows, 2.2 MB at Table 2's size, do not fit in it). Every path forms each output's sum in the
   same order, so they give equal outputs bit for bit. Its host function :func:`forward`
-  allocates a large output in 2 MiB pages (:func:`empty_output`): on these virtual machines the
+  advises a large output into 2 MiB pages (:func:`empty_output`): on these virtual machines the
   page faults of a fresh 123 MB tensor cost more than the kernel.
 
 The host functions :func:`forward_simple` (untuned kernel, ``torch.empty`` output) and
-:func:`forward` (tuned kernel, huge-page output) give Chapter 7 its before and after; timing
+:func:`forward` (tuned kernel, output advised into huge pages) give Chapter 7 its before and after; timing
 the kernels on preallocated numpy arrays separates the kernel from the allocation.
 
 Backward, with ``G = dL/d out``, each kernel a gather in which one ``prange`` iteration owns the
@@ -49,7 +49,7 @@ elements it writes (deterministic, no atomics):
   at stride 1 (a filter row of three taps per pass).
 """
 
-import math
+import ctypes
 import mmap
 
 import numpy as np
@@ -59,33 +59,55 @@ from numba import njit, prange
 from ..autograd import KernelSet, numpy_view
 from ..geometry import valid_range
 
-#: Outputs at least this large are allocated in transparent huge pages (:func:`empty_output`):
+#: Outputs at least this large are advised into transparent huge pages (:func:`empty_output`):
 #: glibc's largest threshold for serving an allocation by a fresh ``mmap`` (32 MiB on 64-bit
-#: Linux). Below it, once a block of that size has been freed, ``malloc`` reuses pages that are
-#: already mapped, and a fresh map (even of huge pages, which the OS must zero) costs more:
-#: at 2x64x128x160 (10 MiB) it made the DDF forward several times slower on two threads.
+#: Linux), so below it the advice would mostly land on memory ``malloc`` recycles anyway.
 HUGE_PAGE_THRESHOLD = 32 << 20
+#: The size of a transparent huge page on x86-64 Linux.
+HUGE_PAGE = 2 << 20
+
+
+def _find_madvise():
+    """libc's ``madvise(addr, length, advice)`` through ctypes, or None (not Linux, or no
+    ``MADV_HUGEPAGE``)."""
+    if not hasattr(mmap, "MADV_HUGEPAGE"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).madvise
+    except (OSError, AttributeError):  # pragma: no cover - not a POSIX libc
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return fn
+
+
+_madvise = _find_madvise()
 
 
 def empty_output(shape, dtype) -> torch.Tensor:
-    """An uninitialized CPU tensor for a kernel to fill, in 2 MiB pages when it is large.
+    """An uninitialized CPU tensor for a kernel to fill; if large, advised into 2 MiB pages.
 
-    A fresh 123 MB tensor (Table 2's output) is mapped by the OS in 4 KiB pages, one page fault
-    each on first touch: on the book's 2-core virtual machines those faults cost more than the
-    DDF kernel that fills the tensor. Asking Linux for transparent huge pages
-    (``madvise(MADV_HUGEPAGE)``, honoured when ``/sys/kernel/mm/transparent_hugepage/enabled``
-    is ``always`` or ``madvise``) cuts the faults 512-fold. Small tensors, and systems without
-    ``MADV_HUGEPAGE``, get a plain ``torch.empty``. The tensor keeps its memory map alive and
-    frees it when it is freed; its storage cannot be resized (``resize_``), like any tensor
-    made with ``torch.frombuffer``.
+    The tensor comes from ``torch.empty``, so from the process's allocator. With glibc's
+    defaults a large one is a fresh ``mmap`` that the OS fills page by page on first touch, one
+    fault per 4 KiB page: for a 123 MB output (Table 2's) those faults cost more than the DDF
+    kernel that writes it, on the book's virtual machines. So the whole 2 MiB pages inside the
+    tensor are advised into transparent huge pages (``madvise(MADV_HUGEPAGE)``, honoured when
+    ``/sys/kernel/mm/transparent_hugepage/enabled`` is ``always`` or ``madvise``), which cuts
+    the faults 512-fold. An allocator that keeps freed memory (jemalloc, tcmalloc, or glibc
+    told to, as :func:`dyncore.bench.reuse_freed_memory` does) hands back pages that are
+    already mapped, and then nothing is faulted or zeroed at all; the advice costs one system
+    call. (An earlier version mapped its own memory for large outputs, which that allocator
+    could never recycle: at Table 2's size a third of the forward's time went to the OS
+    zeroing fresh pages.)
     """
-    count = math.prod(shape)  # (see HUGE_PAGE_THRESHOLD for why small tensors use torch.empty)
-    nbytes = count * torch.empty((), dtype=dtype).element_size()
-    if nbytes < HUGE_PAGE_THRESHOLD or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.empty(shape, dtype=dtype)
-    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    buf.madvise(mmap.MADV_HUGEPAGE)
-    return torch.frombuffer(buf, dtype=dtype, count=count).view(shape)
+    out = torch.empty(shape, dtype=dtype)
+    nbytes = out.numel() * out.element_size()
+    if nbytes >= HUGE_PAGE_THRESHOLD and _madvise is not None:
+        start = out.data_ptr()
+        lo = -(-start // HUGE_PAGE) * HUGE_PAGE  # the whole huge pages inside the tensor
+        hi = (start + nbytes) // HUGE_PAGE * HUGE_PAGE
+        if hi > lo:
+            _madvise(lo, hi - lo, mmap.MADV_HUGEPAGE)  # advice: if refused, nothing changes
+    return out
 
 
 @njit(parallel=True, cache=True)
