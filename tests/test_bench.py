@@ -510,22 +510,20 @@ def test_recorded_peer_results_are_fresh():
     assert {r["op"] for r in recorded.records} >= {"dfn", "dcm", "ddf"}
 
 
-def test_recorded_peer_verdicts_do_not_depend_on_the_statistic():
-    """Each target of Chapter 7 is decided on the ratio of the medians; on a recording quiet enough
-    to trust, the ratio of the fastest runs gives every target the same verdict, and no timing's
-    median is far from its fastest run (a burst of load during one timing would show here:
-    re-record on a quiet machine)."""
+def test_recorded_peer_ratios_do_not_depend_on_the_statistic():
+    """Each target of Chapter 7 is decided on the ratio of the medians. On a recording quiet
+    enough to trust, no timing's median is far from its fastest run, and the ratio of the
+    fastest runs is within 10% of the ratio of the medians for every target (a burst of load
+    during one timing would show here: re-record on a quiet machine). A ratio within a few
+    percent of its target may still land on either side of it by one statistic or the other."""
     recorded = bench_results.Results.load(RECORDED_PEERS)
     checked = 0
     for r in recorded.records:
         assert r["median_s"] <= 1.6 * r["min_s"], (r["op"], r["backend"], r["mode"], r["H"])
-        case = get_bench_case(r["op"])
-        if r["backend"] != "numba" or not case.peer_targets:
+        if r["backend"] != "numba" or not get_bench_case(r["op"]).peer_targets:
             continue
-        target = case.peer_targets[0 if r["mode"] == "forward" else 1]
         peer = recorded.get(op=r["op"], mode=r["mode"], backend="peer", B=r["B"], C=r["C"], H=r["H"], W=r["W"], k=r["k"])
-        by_median = peer["median_s"] / r["median_s"] >= target
-        by_min = peer["min_s"] / r["min_s"] >= target
-        assert by_median == by_min, (r["op"], r["mode"], r["H"], peer["median_s"] / r["median_s"], peer["min_s"] / r["min_s"])
+        by_median, by_min = peer["median_s"] / r["median_s"], peer["min_s"] / r["min_s"]
+        assert abs(by_min - by_median) <= 0.1 * by_median, (r["op"], r["mode"], r["H"], by_median, by_min)
         checked += 1
     assert checked >= 16
