@@ -390,7 +390,7 @@ FRESH_RTOL = 1e-4
 #: On another CPU (or for a result recorded before results stored the fingerprint) the first
 #: :data:`FRESH_STEPS_OTHER_CPU` losses are compared, to this relative tolerance. Measured on an
 #: AVX-512 machine, for results recorded on another: the first three losses moved by up to
-#: 1.2e-3 (Chapter 4's heads, already at their first step: their frozen backbone is trained for
+#: 2.7e-3 (Chapter 4's heads, already at their first step: their frozen backbone is trained for
 #: 192 steps first), while later steps of the least stable network (Chapter 6's DDF-ResNet with
 #: batch norm on the filters) moved by 3%: the round-off of other vector instructions, amplified
 #: by training.
