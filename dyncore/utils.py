@@ -89,6 +89,15 @@ def machine_report() -> str:
     ])
 
 
+def cpu_fingerprint() -> dict:
+    """What decides which vector code runs on this CPU, and so the round-off of training and the
+    speed of a kernel: PyTorch's CPU capability (its own kernels, e.g. ``AVX512`` or ``AVX2``)
+    and the CPU that LLVM compiles Numba's kernels for. Result files store it."""
+    import llvmlite.binding as llvm
+
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "llvm_cpu": llvm.get_host_cpu_name()}
+
+
 def count_parameters(module: torch.nn.Module) -> int:
     """The number of learnable and fixed parameters of ``module`` (every ``nn.Parameter``)."""
     return sum(p.numel() for p in module.parameters())

@@ -21,7 +21,7 @@ from dyncore.bench import suite
 from dyncore.bench import results as bench_results
 from dyncore.bench.__main__ import main
 from dyncore.opspec import get_bench_case
-from dyncore.utils import machine_report
+from dyncore.utils import cpu_fingerprint, machine_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CPU = torch.device("cpu")
@@ -491,6 +491,7 @@ def test_cli_versus_peer(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "peer/numba" in printed and "load average" in printed
     assert bench_results.Results.load(out).get(op="dcm", backend="peer")["runs"] == 2
+    assert bench_results.Results.load(out).machine["llvm_cpu"] == cpu_fingerprint()["llvm_cpu"]  # which CPU
 
 
 RECORDED_PEERS = os.path.join(REPO, "results", "cpu-versus-peer.json")
@@ -502,7 +503,7 @@ def test_recorded_peer_results_are_fresh():
     changed ``numba_cpu.py`` or peer changes the fingerprint: re-record with the command in
     ``results/README.md``)."""
     recorded = bench_results.Results.load(RECORDED_PEERS)
-    assert recorded.machine["peer_checked"]
+    assert recorded.machine["peer_checked"] and set(cpu_fingerprint()) <= set(recorded.machine)
     fingerprints = dict(item.split(":") for item in recorded.machine["fingerprints"].split())
     for op in {r["op"] for r in recorded.records}:
         assert fingerprints[op] == suite.source_fingerprint(op), (

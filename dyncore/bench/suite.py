@@ -33,6 +33,7 @@ import torch
 
 from .. import roofline
 from ..opspec import bench_cases, get_bench_case
+from ..utils import cpu_fingerprint
 from . import interleaved, peak_memory, reuse_freed_memory, time_callable
 from .results import Results, describe_machine, format_size
 
@@ -303,6 +304,7 @@ def versus_peer(ops: Sequence[str] | None = None, sizes: Sequence[Size | str] = 
                                               max_bytes, limits)
     machine = describe_machine(device, limits)
     machine["allocator"] = allocator
+    machine.update(cpu_fingerprint())  # ratios differ between CPUs: say which one measured them
     machine["peer_checked"] = bool(check)
     machine["fingerprints"] = " ".join(f"{op}:{source_fingerprint(op)}" for op in ops)
     machine["load_before"] = " ".join(f"{v:.2f}" for v in load_before)

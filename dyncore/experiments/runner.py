@@ -23,7 +23,7 @@ Freshness: each variant's first seed stores its first :data:`FRESH_STEPS` traini
 counts) and reports any that moved: a change of code that changes training cannot leave stale
 numbers in the book, while a refactor that keeps behaviour costs no re-run. "Moved" means by more
 than :data:`FRESH_RTOL` on a CPU that takes the same vector code paths as the recording one (the
-result stores which, :func:`cpu_fingerprint`); on another, where PyTorch, oneDNN and LLVM pick
+result stores which, :func:`dyncore.utils.cpu_fingerprint`); on another, where PyTorch, oneDNN and LLVM pick
 other instructions whose round-off training amplifies, the first :data:`FRESH_STEPS_OTHER_CPU`
 losses by more than :data:`FRESH_RTOL_OTHER_CPU`.
 """
@@ -49,11 +49,11 @@ from tqdm.auto import tqdm
 
 from .. import validation as V
 from ..training import train_steps
-from ..utils import count_flops, count_parameters, num_threads, set_seed
+from ..utils import count_flops, count_parameters, cpu_fingerprint, num_threads, set_seed
 
-__all__ = ["Experiment", "Trial", "run", "load", "save", "check_fresh", "fresh_tolerance", "cpu_fingerprint",
-           "experiments", "get_experiment", "RESULTS", "FORMAT", "FRESH_STEPS", "FRESH_RTOL",
-           "FRESH_RTOL_OTHER_CPU", "FRESH_STEPS_OTHER_CPU"]
+__all__ = ["Experiment", "Trial", "run", "load", "save", "check_fresh", "fresh_tolerance", "experiments",
+           "get_experiment", "RESULTS", "FORMAT", "FRESH_STEPS", "FRESH_RTOL", "FRESH_RTOL_OTHER_CPU",
+           "FRESH_STEPS_OTHER_CPU"]
 
 FORMAT = "dyncore-experiment/1"
 #: Where recorded runs live: ``results/experiments/<name>.json`` at the repository root.
@@ -396,14 +396,6 @@ FRESH_RTOL = 1e-4
 #: by training.
 FRESH_RTOL_OTHER_CPU = 1e-2
 FRESH_STEPS_OTHER_CPU = 3
-
-
-def cpu_fingerprint() -> dict:
-    """What decides which vector code the training runs: PyTorch's CPU capability (its own
-    kernels, e.g. ``AVX512`` or ``AVX2``) and the CPU that LLVM compiles Numba's kernels for."""
-    import llvmlite.binding as llvm
-
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "llvm_cpu": llvm.get_host_cpu_name()}
 
 
 def fresh_tolerance(result: dict) -> tuple[float, int]:
