@@ -150,6 +150,40 @@ def test_flattened_plane_path_equals_the_row_path_bit_for_bit(shape, dilation):
     assert torch.equal(planes, rows)
 
 
+@pytest.mark.parametrize("shape", [(1, 2, 3, 3), (2, 3, 5, 7), (1, 2, 9, 40), (2, 1, 13, 6), (1, 3, 17, 23),
+                                   (1, 2, 37, 301), (2, numba_cpu.CHANNEL_GROUP + 1, 130, 140)])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_flattened_backward_equals_the_row_path(shape, dilation):
+    # the backward sweeps the same flattened interiors: the input gradient in the forward's runs
+    # (bit for bit the row path's sums), both filter gradients in runs of GRAD_RUN outputs with
+    # the wrapped taps masked (dL/dspatial bit for bit the row path's, summed over the channels in
+    # the same order; dL/dchannel sums its pixels in another grouping: equal to round-off). The
+    # last shape has several runs of both kinds; planes of 2d or fewer rows or columns take the
+    # row path
+    B, C, H, W = shape
+    g = torch.Generator().manual_seed(sum(shape) * dilation)
+    x, sp, ch, go = (torch.randn(B, C, H, W, generator=g), torch.randn(B, 9, H, W, generator=g),
+                     torch.randn(B, C, 9, generator=g), torch.randn(B, C, H, W, generator=g))
+    xn, spn, chn, gon = x.numpy(), sp.numpy(), ch.numpy(), go.numpy()
+    grad_x = torch.full_like(x, float("nan"))
+    numba_cpu.ddf_grad_input_kernel(gon, spn, chn, grad_x.numpy(), 3, dilation, 1)
+    rows = torch.full_like(x, float("nan"))
+    for b in range(B):
+        for c in range(C):
+            for y in range(H):
+                numba_cpu._grad_input_row(gon, spn, chn, rows.numpy(), b, c, y, 3, dilation, 1)
+    assert torch.equal(grad_x, rows)
+    grad_sp, grad_ch = torch.full_like(sp, float("nan")), torch.full_like(ch, float("nan"))
+    numba_cpu.ddf_grad_filters_kernel(gon, xn, spn, chn, grad_sp.numpy(), grad_ch.numpy(), 3, dilation, 1)
+    rows_sp, part = torch.full_like(sp, float("nan")), torch.zeros(B, H, C, 9)
+    for b in range(B):
+        for y in range(H):
+            numba_cpu._grad_filters_row(gon, xn, spn, chn, rows_sp.numpy(), part[b, y].numpy(), b, y, 3,
+                                        dilation, 1)
+    assert torch.equal(grad_sp, rows_sp)
+    torch.testing.assert_close(grad_ch, part.sum(1), rtol=1e-5, atol=1e-5 * float(part.abs().sum(1).max()))
+
+
 @pytest.mark.parametrize("case", CASES[:6], ids=IDS[:6])
 def test_backward_loops_match_autograd_of_the_equation(case):
     (x, sp, ch), _ = args(case)

@@ -111,6 +111,27 @@ def test_plateau_measures_the_last_fall_three_ways():
         R.plateau(_curves([3.0, 2.0, 1.0]), last=0.2, of="seeds")
 
 
+def test_budget_check_finds_a_comparison_that_the_last_part_of_training_turned():
+    import copy
+
+    res = copy.deepcopy(runner.load("07_side_by_side"))
+    conv = res["variants"]["conv"]["runs"]
+    for i, run in enumerate(res["variants"]["DFN"]["runs"]):  # behind the conv until 90%, ahead at the end
+        curve = run["curves"]["val_loss"]
+        base = conv[i]["curves"]["val_loss"]
+        n = len(curve)
+        for j in range(n):
+            ahead = j == n - 1
+            curve[j] = [base[j][0], base[j][1] + (-1.0 if ahead else 1.0) + 0.01 * i]
+    rows = {(r["a"], r["b"]): r for r in R.budget_check(res, at=0.8)}
+    turned = rows[("DFN", "conv")]
+    assert turned["changed"] and turned["early"].verdict == verdicts.FAILS and turned["final"].verdict == verdicts.HOLDS
+    assert turned["step"] >= 0.8 * conv[0]["curves"]["val_loss"][-1][0]
+    assert set(rows) >= {(v, "conv") for v in res["variants"] if v != "conv"}  # one row per compared pair
+    with pytest.raises(ValueError, match="at must be"):
+        R.budget_check(res, at=1.0)
+
+
 def test_the_findings_table_reads_every_recorded_result():
     table = R.findings()
     recorded = sorted(p.stem for p in runner.RESULTS.glob("*.json"))

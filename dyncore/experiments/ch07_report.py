@@ -15,7 +15,7 @@ from .ch05 import StripeData
 from .ch06 import DEPTH
 
 __all__ = ["COLUMNS", "ComparisonTable", "X_AXES", "Y_LABELS", "colour", "plot_comparison", "plot_errors",
-           "summary", "format_summary", "plot_curves", "plateau", "PaperClaim", "PAPER_CLAIMS", "claims_for",
+           "summary", "format_summary", "plot_curves", "plateau", "budget_check", "PaperClaim", "PAPER_CLAIMS", "claims_for",
            "DERIVED", "NOT_TESTED", "FindingsTable", "findings", "with_recorded"]
 
 
@@ -288,6 +288,45 @@ def plateau(result: dict, key: str = "val_loss", last: float = 0.25, of: str = "
         scale = {"final": curves[-1], "total": curves[0] - curves[-1],
                  "seeds": per_seed[:, -1].std(ddof=1) if len(per_seed) > 1 else 0.0}[of]
         out[name] = float((before - curves[-1]) / scale) if scale > 0 else math.nan
+    return out
+
+
+def budget_check(result: dict, at: float = 0.8, key: str = "val_loss") -> list[dict]:
+    """Would the last part of training have changed a comparison? For each pair of variants
+    that a claim on ``result`` compares (:func:`claims_for`, derived results left out), the
+    verdict of Welch's test on the seeds' ``key`` (lower is better) at the first recorded point
+    at or after the fraction ``at`` of training, and at the end.
+
+    Returns one dict per pair, in claim order: ``a``, ``b``, ``early`` and ``final`` (each the
+    :class:`dyncore.experiments.verdicts.Verdict`), ``step`` (the early point's step) and
+    ``changed``. It judges the validation loss, which every experiment records along the way,
+    not the claim's own metric, which is measured once at the end: a proxy for whether the
+    budget decided the verdict."""
+    import numpy as np
+
+    from .verdicts import Claim, verdict
+
+    if not 0 < at < 1:
+        raise ValueError(f"at must be a fraction in (0, 1), got {at!r}")
+    out, seen = [], set()
+    for res, claim in claims_for(result):
+        pair = (claim.a, claim.b)
+        if res is not result or pair in seen or (claim.b, claim.a) in seen:
+            continue
+        seen.add(pair)
+        runs = {v: result["variants"][v]["runs"] for v in pair}
+        if not all(key in r.get("curves", {}) for rs in runs.values() for r in rs):
+            continue
+        steps = np.array([q[0] for q in runs[claim.a][0]["curves"][key]])
+        early = int(np.searchsorted(steps, steps[-1] * at))
+        point = {}
+        for when, i in (("early", early), ("final", -1)):
+            fake = {"variants": {v: {"runs": [{"metrics": {key: r["curves"][key][i][1]}} for r in rs]}
+                                 for v, rs in runs.items()}}
+            point[when] = verdict(fake, Claim(f"{claim.a} vs {claim.b}", key, claim.a, claim.b, paper="",
+                                              lower_is_better=True))
+        out.append({"a": claim.a, "b": claim.b, "step": int(steps[early]), **point,
+                    "changed": point["early"].verdict != point["final"].verdict})
     return out
 
 
