@@ -423,7 +423,7 @@ def _side_by_side_experiment():
                 "eval_every": 60, "erf_samples": 8, "lr": 1e-2},
         quick={"n_train": 128, "n_val": 32, "n_test": 32, "steps": 20, "eval_every": 10, "erf_samples": 2},
         prepare=prepare_side_by_side, trial=side_by_side_trial,
-        lr_grid=(3e-3, 1e-2, 3e-2, 1e-1),
+        lr_grid=(1e-2, 3e-2, 1e-1, 3e-1),
         description="Segmentation of the stripes task (Chapter 5's: the orientation of the stripes at "
                     "every pixel; fine cells need a small window, coarse ones a wide one). One network, "
                     "stem (two 3x3 convolutions, 8 channels) -> slot -> ReLU -> 3x3 convolution -> 1x1 "
