@@ -528,19 +528,33 @@ def _grad_filters_edge3(grad_out, x, sp, channel, gs, part, b, p, left, W, d):
 
 
 @njit(cache=True, inline="always")
+def _zero_wrapped_taps(a, lo, hi, W, d):
+    """Zero ``a[t, p - lo]`` for the elements ``p`` of ``[lo, hi)`` (a flattened plane of width
+    ``W``) in the ``d`` columns at either end of a row and the taps ``t`` that wrap there into
+    the neighbouring row: those at ``ox = -d`` on the left, at ``ox = +d`` on the right."""
+    for y in range(lo // W, (hi - 1) // W + 1):
+        for j in range(2 * d):
+            p = y * W + (j if j < d else W - 2 * d + j)
+            if lo <= p < hi:
+                for t in range(0 if j < d else 2, 9, 3):
+                    a[t, p - lo] = 0
+
+
+@njit(cache=True, inline="always")
 def _grad_filters_run3(grad_out, x, spatial, channel, grad_spatial, part, b, run, d):
     """Both filter gradients over run ``run`` (of :data:`GRAD_RUN` outputs) of the flattened
     interior of image ``b``'s output (3 x 3 taps, stride 1, planes larger than ``2d`` each way;
     the interior as :func:`_runs3_stride1` defines it), every channel in turn: the run's rows of
     ``grad_spatial[b]``, and into ``part[c, t]`` the run's part of ``dL/dchannel[b, c, t]``.
 
-    One pass per channel with all nine taps in the loop body: the product ``G * x`` of each tap
-    is formed once and feeds both gradients. Where a horizontal tap wrapped into the
-    neighbouring row (the ``d`` columns at each end of a row), a copy of the spatial filter with
-    those taps zeroed keeps the wrapped products out of ``dL/dchannel``, and their
-    ``dL/dspatial`` is set to zero after the channels (a tap that read padding has no gradient).
-    The first and the last run also own the ``d`` elements just outside the sweep
-    (:func:`_grad_filters_edge3`)."""
+    Per channel and tap, one loop over the whole run (not one per short row), in which the
+    product ``G * x`` is formed once and feeds both gradients; ``dL/dspatial`` is summed in a
+    local buffer of the run (nine taps in one loop body, with nine such rows written, measured
+    slower). Where a horizontal tap wrapped into the neighbouring row (the ``d`` columns at each
+    end of a row), a copy of the spatial filter with those taps zeroed keeps the wrapped
+    products out of ``dL/dchannel``, and their ``dL/dspatial`` is zeroed before it is written
+    (a tap that read padding has no gradient). The first and the last run also own the ``d``
+    elements just outside the sweep (:func:`_grad_filters_edge3`)."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     HW, dW = H * W, d * W
     start, stop = dW + d, (H - d) * W - d
@@ -553,13 +567,7 @@ def _grad_filters_run3(grad_out, x, spatial, channel, grad_spatial, part, b, run
     acc = np.zeros((9, n), dtype=grad_spatial.dtype)  # dL/dspatial of the run, summed here
     for t in range(9):
         m[t, :] = sp[t, lo:hi]
-    y0, y1 = lo // W, (hi - 1) // W + 1
-    for y in range(y0, y1):
-        for j in range(2 * d):
-            p = y * W + (j if j < d else W - 2 * d + j)
-            if lo <= p < hi:
-                for t in range(0 if j < d else 2, 9, 3):
-                    m[t, p - lo] = 0
+    _zero_wrapped_taps(m, lo, hi, W, d)
     for c in range(C):
         go = grad_out[b, c].reshape(HW)[lo:hi]
         xp = x[b, c].reshape(HW)
@@ -573,12 +581,7 @@ def _grad_filters_run3(grad_out, x, spatial, channel, grad_spatial, part, b, run
                 st[i] += w * pr
                 a += mt[i] * pr
             part[c, t] = a
-    for y in range(y0, y1):  # the wrapped taps read padding: no gradient
-        for j in range(2 * d):
-            p = y * W + (j if j < d else W - 2 * d + j)
-            if lo <= p < hi:
-                for t in range(0 if j < d else 2, 9, 3):
-                    acc[t, p - lo] = 0
+    _zero_wrapped_taps(acc, lo, hi, W, d)  # the wrapped taps read padding: no gradient
     for t in range(9):
         gs[t, lo:hi] = acc[t]
     if lo == start:
