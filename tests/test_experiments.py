@@ -31,7 +31,8 @@ def _prepare(config):
 def _trial(t):
     model = nn.Linear(4, 1) if t.variant == "linear" else nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     x, y = t.data["train"]
-    xv, yv = t.data[t.split if t.split == "val" else "test"]
+    xv, yv = t.data["val"]
+    xt, yt = t.data[t.split]
     g = torch.Generator().manual_seed(1000 + t.seed)
 
     def batch_loss(step):
@@ -42,8 +43,9 @@ def _trial(t):
     t.train(model, batch_loss, t.config["steps"], progress=False,
             validate=lambda: nn.functional.mse_loss(model(xv), yv).item())
     with torch.no_grad():
-        loss = nn.functional.mse_loss(model(xv), yv).item()
-    return {"val_loss" if t.split == "val" else "test_loss": loss, "neg_loss": -loss}
+        val_loss = nn.functional.mse_loss(model(xv), yv).item()
+        loss = nn.functional.mse_loss(model(xt), yt).item()
+    return {"val_loss": val_loss, "test_loss": loss, "neg_loss": -loss}
 
 
 TOY = Experiment(name="toy_regression", chapter=0, title="a toy", variants=("linear", "mlp"),
@@ -88,6 +90,45 @@ def test_parallel_processes_give_the_same_numbers(toy_result):
     for v in TOY.variants:
         for a, b in zip(toy_result["variants"][v]["runs"], again["variants"][v]["runs"]):
             assert a["metrics"] == b["metrics"] and a["first_losses"] == b["first_losses"]
+
+
+def test_seed_0_is_the_grid_run_at_the_chosen_rate(toy_result, monkeypatch):
+    # the grid's trials are seed 0's test-split trials: seed 0 at the chosen rate is not trained
+    # twice, and its record is what a separate seed-0 trial at that rate gives, bit for bit
+    for v, entry in toy_result["variants"].items():
+        alone = runner.run_trial(TOY, v, 0, {**TOY.configured(quick=True), "lr": entry["lr"]})
+        first = entry["runs"][0]
+        assert first["metrics"] == alone["metrics"] and first["first_losses"] == alone["first_losses"]
+        assert first["curves"] == alone["curves"]
+        sel = toy_result["lr_selection"][v]
+        assert first["metrics"]["val_loss"] == sel["scores"][sel["grid"].index(entry["lr"])]
+    calls = []
+    real = runner.run_trial
+    monkeypatch.setattr(runner, "run_trial", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    runner.run(TOY, quick=True, progress=False, seeds=3)
+    # two variants x (two rates + seeds 1 and 2)
+    assert len(calls) == 2 * (2 + 2) and sum(c["seed"] == 0 for c in calls) == 2 * 2
+
+
+def test_recorded_seed_0_val_loss_is_its_grid_score():
+    # holds for every recorded experiment: training does not depend on the evaluated split
+    checked = 0
+    for path in sorted(runner.RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        for v, sel in r["lr_selection"].items():
+            m = r["variants"][v]["runs"][0]["metrics"]
+            if sel["metric"] in m:
+                assert m[sel["metric"]] == sel["scores"][sel["grid"].index(r["variants"][v]["lr"])], (path.name, v)
+                checked += 1
+    assert checked >= 50
+
+
+def test_selection_needs_a_validation_metric():
+    with pytest.raises(ValueError, match="select_by must name a metric of the validation split"):
+        Experiment(**{**TOY.__dict__, "select_by": "test_loss"})
+    quiet = Experiment(**{**TOY.__dict__, "select_by": "val_accuracy"})
+    with pytest.raises(ValueError, match="returned no 'val_accuracy'"):
+        runner.run(quiet, quick=True, progress=False, seeds=1)
 
 
 def test_seeds_and_fixed_lr_and_variants_can_be_chosen():

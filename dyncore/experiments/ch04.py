@@ -568,7 +568,7 @@ _TABLE_RUN = dict(chapter=4, config=TABLE_CONFIG, quick=TABLE_QUICK, prepare=pre
                   trial=segmentation_trial, lr_grid=(3e-3, 1e-2))
 
 TABLE1 = Experiment(
-    name="04_dmnet_table1", seeds=5, **_TABLE_RUN,
+    name="04_dmnet_table1", seeds=5, **{**_TABLE_RUN, "lr_grid": (3e-3, 1e-2, 3e-2, 1e-1)},
     title="Generated (context-aware) against fixed depthwise filters in the DCMs, and no DCM",
     variants=("FCN (no DCM)",) + tuple(f"{kind} {_set(ks)}" for ks in TABLE1_SETS for kind in ("depthwise", "DMNet")),
     description="Segmentation of the generated multi-scale objects (80x80 images, five classes). A small "

@@ -9,9 +9,13 @@ which is :func:`dyncore.training.train_steps` plus what the runner records: the 
 (subsampled), the validation curve, the first training losses (for the freshness check) and the
 wall time. :func:`run` then
 
-1. picks each variant's learning rate from the experiment's grid, on the validation split, with
-   one seed (the grid, every score and the choice are recorded);
-2. trains every variant for every seed on the training split and evaluates it on the test split;
+1. picks each variant's learning rate from the experiment's grid, by a metric measured on the
+   validation split, with seed 0 (the grid, every score and the choice are recorded);
+2. trains every variant for every seed on the training split and evaluates it on the test split.
+   Seed 0 at the chosen rate is the grid's run at that rate: the grid's trials are seed 0's
+   test-split trials (training does not depend on which split is evaluated, and the selection
+   metric is the validation split's whatever ``t.split`` is), so only the other seeds are trained
+   again and a grid of G rates costs G + seeds - 1 trials per variant, not G + seeds;
 3. writes ``results/experiments/<name>.json``: per-seed metrics and curves, parameter and FLOP
    counts, the thread counts, library versions, the machine, the date and how long it took.
 
@@ -74,8 +78,9 @@ class Experiment:
 
     ``config`` is the full run; ``quick`` overrides some of its keys for the short run that CI
     executes. ``lr_grid`` (may be empty: ``config["lr"]`` is then used for every variant) is
-    searched per variant on the validation split with seed 0, by ``select_by``: a metric that
-    ``trial`` returns, minimized unless it is listed in ``maximize``. ``seeds`` is the number of
+    searched per variant with seed 0, by ``select_by``: a metric that ``trial`` returns, measured
+    on the validation split whatever split the trial evaluates (its name starts with ``val_``),
+    minimized unless it is listed in ``maximize``. ``seeds`` is the number of
     seeds of a full run; ``quick_seeds`` of a quick one. ``threads`` fixes the PyTorch and Numba
     thread counts of every trial (one by default: parallel seeds then share the cores without
     oversubscribing them); the result file records it.
@@ -97,6 +102,10 @@ class Experiment:
     threads: int = 1
     description: str = ""
     matched: str = ""
+
+    def __post_init__(self):
+        if not self.select_by.startswith("val_"):
+            raise ValueError(f"select_by must name a metric of the validation split (val_...), got {self.select_by!r}")
 
     def configured(self, quick: bool = False, **overrides) -> dict:
         config = dict(self.config)
@@ -307,34 +316,41 @@ def run(name: str | Experiment, *, seeds: int | None = None, quick: bool = False
     start = time.perf_counter()
     pool = _pool(jobs)
     try:
-        selection = {}
+        selection, grid_runs = {}, {}
         if experiment.lr_grid and "lr" not in overrides:
-            calls = [dict(name=name, variant=v, seed=0, config={**config, "lr": lr}, split="val",
-                          threads=threads) for v in chosen for lr in experiment.lr_grid]
+            calls = [dict(name=name, variant=v, seed=0, config={**config, "lr": lr}, threads=threads)
+                     for v in chosen for lr in experiment.lr_grid]
             records = _map(pool, calls, f"{experiment.name}: learning rates", progress)
+            g = len(experiment.lr_grid)
             for i, v in enumerate(chosen):
-                scores = [r["metrics"][experiment.select_by]
-                          for r in records[i * len(experiment.lr_grid):(i + 1) * len(experiment.lr_grid)]]
+                runs = records[i * g:(i + 1) * g]
+                missing = [r for r in runs if experiment.select_by not in r["metrics"]]
+                if missing:
+                    raise ValueError(f"trial of {experiment.name!r} returned no {experiment.select_by!r} "
+                                     f"(select_by) for variant {v!r}")
+                scores = [r["metrics"][experiment.select_by] for r in runs]
                 best = 0
                 for j, s in enumerate(scores):
                     if experiment.better(experiment.select_by, s, scores[best]):
                         best = j
                 selection[v] = {"grid": list(experiment.lr_grid), "scores": scores,
                                 "metric": experiment.select_by, "lr": experiment.lr_grid[best]}
+                grid_runs[v] = runs[best]
         lrs = {v: selection[v]["lr"] if v in selection else config["lr"] for v in chosen}
         calls = [dict(name=name, variant=v, seed=s, config={**config, "lr": lrs[v]}, threads=threads)
-                 for v in chosen for s in range(n_seeds)]
-        records = _map(pool, calls, f"{experiment.name}: {len(chosen)} variants x {n_seeds} seeds", progress)
+                 for v in chosen for s in range(n_seeds) if not (s == 0 and v in grid_runs)]
+        records = iter(_map(pool, calls, f"{experiment.name}: {len(chosen)} variants x {n_seeds} seeds", progress))
+        runs = {v: [grid_runs[v] if (s == 0 and v in grid_runs) else next(records) for s in range(n_seeds)]
+                for v in chosen}
     finally:
         if pool is not None:
             pool.shutdown()
     results = {}
-    for i, v in enumerate(chosen):
-        runs = records[i * n_seeds:(i + 1) * n_seeds]
-        entry = {"lr": lrs[v], "runs": runs}
+    for v in chosen:
+        entry = {"lr": lrs[v], "runs": runs[v]}
         for key in ("parameters", "flops"):
-            if key in runs[0]:
-                entry[key] = runs[0][key]
+            if key in runs[v][0]:
+                entry[key] = runs[v][0][key]
         results[v] = entry
     import numba
     import numpy as np
