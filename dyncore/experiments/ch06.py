@@ -629,7 +629,7 @@ STABILITY = Experiment(
     description="The networks and data of 06_ddf_resnet, with filter normalization, a sigmoid, or "
                 "nothing on the generated filters, trained with the paper's optimizer (SGD, "
                 "momentum 0.9, cosine decay) at a peak learning rate of 0.5, five times the paper's "
-                "0.1 (and of the grid's middle), for 200 steps: the regime where unbounded filters "
+                "0.1, for 200 steps: the regime where unbounded filters "
                 "could make training unstable. Measured per seed: the largest validation loss "
                 "during training (every 10 steps), steps whose loss was not finite, steps after "
                 "the first 20% whose loss is back at chance (ln 10), the largest gradient norm, "
@@ -759,7 +759,7 @@ def _depth_experiment(scale: int) -> Experiment:
         config={**_DEPTH_CONFIG, "scale": scale},
         quick={"steps": 10, "eval_every": 5, "n_val": 4, "n_test": 4},
         prepare=prepare_depth, trial=depth_trial,
-        lr_grid=(1e-3, 3e-3),
+        lr_grid=(1e-3, 3e-3, 1e-2, 3e-2),
         description=f"Guided depth upsampling by {scale}. Training: each step 4 random 64 x 64 crops "
                     "(random flips) of the left part of scikit-image's stereo_motorcycle RGB-D pair "
                     "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "
