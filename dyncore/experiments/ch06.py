@@ -759,7 +759,7 @@ def _depth_experiment(scale: int) -> Experiment:
         config={**_DEPTH_CONFIG, "scale": scale},
         quick={"steps": 10, "eval_every": 5, "n_val": 4, "n_test": 4},
         prepare=prepare_depth, trial=depth_trial,
-        lr_grid=(1e-3, 3e-3, 1e-2, 3e-2),
+        lr_grid=(1e-3, 3e-3),
         description=f"Guided depth upsampling by {scale}. Training: each step 4 random 64 x 64 crops "
                     "(random flips) of the left part of scikit-image's stereo_motorcycle RGB-D pair "
                     "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "
