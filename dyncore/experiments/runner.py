@@ -133,7 +133,7 @@ class Trial:
     seed: int
     config: dict
     data: Any
-    split: str = "test"  # "val" while the learning rate is chosen
+    split: str = "test"  # what the metrics are measured on; the runner uses "test" (selection reads a val_ metric)
     progress: bool = True
     stop_after: int | None = None
     record: dict = field(default_factory=dict)
