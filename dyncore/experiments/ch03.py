@@ -421,7 +421,7 @@ FLOW = Experiment(
             "backend": "auto", "steps": 400, "batch_size": 8, "eval_every": 50, "lr": 2e-3},
     quick={"n_train": 64, "n_val": 16, "n_test": 16, "steps": 6, "eval_every": 3},
     prepare=prepare_flow, trial=flow_trial,
-    lr_grid=(1e-3, 3e-3, 1e-2),
+    lr_grid=(3e-4, 1e-3, 3e-3, 1e-2),
     description="Optical flow on generated flying shapes (32x32 frames; shapes move up to 8 px "
                 "along each axis, the background up to 2). Network: a FlowNetS in miniature (two "
                 "stride-2 3x3 convolutions to 32 channels, a 3x3 at 1/4 resolution, a 3x3 "
