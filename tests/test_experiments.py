@@ -123,6 +123,41 @@ def test_recorded_seed_0_val_loss_is_its_grid_score():
     assert checked >= 50
 
 
+def test_rates_within_the_tolerance_of_the_best_are_tied_and_the_smallest_wins():
+    three = Experiment(**{**TOY.__dict__, "lr_grid": (0.01, 0.1, 1.0)})
+    assert three.lr_tolerance == 0.002
+    assert three.choose_lr([2.0, 1.0, 0.9995]) == 1  # 0.05% apart: tied, the smaller rate
+    assert three.choose_lr([2.0, 1.0, 0.99]) == 2  # 1% apart: the best
+    assert three.choose_lr([1.0, 1.001, 0.999]) == 0
+    assert three.choose_lr([float("nan"), 1.0, 1.0005]) == 1
+    assert three.choose_lr([float("nan")] * 3) == 0
+    exact = Experiment(**{**three.__dict__, "lr_tolerance": 0.0})
+    assert exact.choose_lr([2.0, 1.0, 0.9995]) == 2 and exact.choose_lr([1.0, 1.0, 2.0]) == 0
+    higher = Experiment(**{**three.__dict__, "select_by": "val_accuracy", "maximize": ("val_accuracy",)})
+    assert higher.choose_lr([0.5, 0.9, 0.9015]) == 1 and higher.choose_lr([0.5, 0.9, 0.95]) == 2
+    with pytest.raises(ValueError, match="scores must have one entry per rate"):
+        three.choose_lr([1.0, 2.0])
+    with pytest.raises(ValueError, match="lr_tolerance must be in"):
+        Experiment(**{**three.__dict__, "lr_tolerance": -0.1})
+    with pytest.raises(TypeError, match="lr_tolerance must be a number"):
+        Experiment(**{**three.__dict__, "lr_tolerance": "1%"})
+    with pytest.raises(ValueError, match="lr_grid must be increasing"):
+        Experiment(**{**three.__dict__, "lr_grid": (0.1, 0.01)})
+
+
+def test_every_recorded_choice_follows_the_selection_rule():
+    # a record's learning rates are what its experiment's grid and rule choose from its scores
+    checked = 0
+    for path in sorted(runner.RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        experiment = runner.get_experiment(r["name"])
+        for v, sel in r["lr_selection"].items():
+            assert tuple(sel["grid"]) == experiment.lr_grid, (path.name, v)
+            assert sel["grid"][experiment.choose_lr(sel["scores"])] == sel["lr"] == r["variants"][v]["lr"], (path.name, v)
+            checked += 1
+    assert checked >= 50
+
+
 def test_selection_needs_a_validation_metric():
     with pytest.raises(ValueError, match="select_by must name a metric of the validation split"):
         Experiment(**{**TOY.__dict__, "select_by": "test_loss"})

@@ -80,7 +80,10 @@ class Experiment:
     executes. ``lr_grid`` (may be empty: ``config["lr"]`` is then used for every variant) is
     searched per variant with seed 0, by ``select_by``: a metric that ``trial`` returns, measured
     on the validation split whatever split the trial evaluates (its name starts with ``val_``),
-    minimized unless it is listed in ``maximize``. ``seeds`` is the number of
+    minimized unless it is listed in ``maximize``. Rates whose scores lie within ``lr_tolerance``
+    (relative) of the best score are taken as tied, and the smallest of them is chosen: one seed
+    cannot tell such rates apart, and of two rates that train equally well the smaller is the one
+    less likely to diverge on another seed. ``seeds`` is the number of
     seeds of a full run; ``quick_seeds`` of a quick one. ``threads`` fixes the PyTorch and Numba
     thread counts of every trial (one by default: parallel seeds then share the cores without
     oversubscribing them); the result file records it.
@@ -97,6 +100,7 @@ class Experiment:
     lr_grid: tuple[float, ...] = ()
     select_by: str = "val_loss"
     maximize: tuple[str, ...] = ()
+    lr_tolerance: float = 0.002
     seeds: int = 5
     quick_seeds: int = 2
     threads: int = 1
@@ -106,6 +110,26 @@ class Experiment:
     def __post_init__(self):
         if not self.select_by.startswith("val_"):
             raise ValueError(f"select_by must name a metric of the validation split (val_...), got {self.select_by!r}")
+        if isinstance(self.lr_tolerance, bool) or not isinstance(self.lr_tolerance, (int, float)):
+            raise TypeError(f"lr_tolerance must be a number, got {type(self.lr_tolerance).__name__}")
+        if not 0 <= self.lr_tolerance < 1:
+            raise ValueError(f"lr_tolerance must be in [0, 1), got {self.lr_tolerance!r}")
+        if any(b <= a for a, b in zip(self.lr_grid, self.lr_grid[1:])):
+            raise ValueError(f"lr_grid must be increasing, got {self.lr_grid!r}")
+
+    def choose_lr(self, scores: Sequence[float]) -> int:
+        """The index into ``lr_grid`` of the rate chosen from its seed-0 validation ``scores``: the
+        smallest rate whose score is within ``lr_tolerance`` (relative) of the best score."""
+        if len(scores) != len(self.lr_grid):
+            raise ValueError(f"scores must have one entry per rate of lr_grid ({len(self.lr_grid)}), got {len(scores)}")
+        best = 0
+        for j, s in enumerate(scores):
+            if self.better(self.select_by, s, scores[best]):
+                best = j
+        if not math.isfinite(scores[best]):
+            return best
+        slack = self.lr_tolerance * abs(scores[best])
+        return min(j for j, s in enumerate(scores) if math.isfinite(s) and abs(s - scores[best]) <= slack)
 
     def configured(self, quick: bool = False, **overrides) -> dict:
         config = dict(self.config)
@@ -329,12 +353,9 @@ def run(name: str | Experiment, *, seeds: int | None = None, quick: bool = False
                     raise ValueError(f"trial of {experiment.name!r} returned no {experiment.select_by!r} "
                                      f"(select_by) for variant {v!r}")
                 scores = [r["metrics"][experiment.select_by] for r in runs]
-                best = 0
-                for j, s in enumerate(scores):
-                    if experiment.better(experiment.select_by, s, scores[best]):
-                        best = j
-                selection[v] = {"grid": list(experiment.lr_grid), "scores": scores,
-                                "metric": experiment.select_by, "lr": experiment.lr_grid[best]}
+                best = experiment.choose_lr(scores)
+                selection[v] = {"grid": list(experiment.lr_grid), "scores": scores, "metric": experiment.select_by,
+                                "tolerance": experiment.lr_tolerance, "lr": experiment.lr_grid[best]}
                 grid_runs[v] = runs[best]
         lrs = {v: selection[v]["lr"] if v in selection else config["lr"] for v in chosen}
         calls = [dict(name=name, variant=v, seed=s, config={**config, "lr": lrs[v]}, threads=threads)
