@@ -145,6 +145,32 @@ def test_rates_within_the_tolerance_of_the_best_are_tied_and_the_smallest_wins()
         Experiment(**{**three.__dict__, "lr_grid": (0.1, 0.01)})
 
 
+def test_grid_ends_and_the_selection_report():
+    def sel(scores, lr):
+        return {"grid": [0.01, 0.1, 1.0], "scores": scores, "metric": "val_loss", "tolerance": 0.002, "lr": lr}
+    result = {"config": {"lr": 0.1}, "lr_selection": {
+        "low": sel([1.0, 2.0, 3.0], 0.01), "inside": sel([2.0, 1.0, 1.0005], 0.1), "high": sel([3.0, 2.0, 1.0], 1.0)}}
+    assert runner.grid_ends(result) == {"low": "lowest", "high": "highest"}
+    text = runner.selection_report(result, what="validation MSE", digits=3)
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("low ") and "validation MSE by learning rate 0.01: 1, 0.1: 2" in lines[0]
+    assert lines[0].endswith("-> lr 0.01 (the lowest of the grid)")
+    assert lines[1].endswith("-> lr 0.1 (tied within 0.2% with 1)")
+    assert lines[2].endswith("-> lr 1 (the highest of the grid)")
+    assert lines[3] == "2 of 3 chose a learning rate at an end of the grid: low; high"
+    old = {"config": {"lr": 0.1}, "lr_selection": {"even": {k: x for k, x in sel([2.0, 2.0, 3.0], 0.01).items()
+                                                            if k != "tolerance"}}}
+    assert runner.selection_report(old).splitlines()[0].endswith("-> lr 0.01 (tied with 0.1; the lowest of the grid)")
+    assert runner.grid_ends(result, variants=["inside", "high"]) == {"high": "highest"}
+    assert runner.selection_report(result, variants=["inside"]).splitlines()[-1] == \
+        "0 of 1 chose a learning rate at an end of the grid"
+    with pytest.raises(ValueError, match="variants must be one of"):
+        runner.grid_ends(result, variants=["nowhere"])
+    single = {"config": {"lr": 0.1}, "lr_selection": {"only": {**sel([1.0], 0.1), "grid": [0.1]}}}
+    assert runner.grid_ends(single) == {}
+    assert "every variant trained at lr 0.02" in runner.selection_report({"config": {"lr": 0.02}, "lr_selection": {}})
+
+
 def test_every_recorded_choice_follows_the_selection_rule():
     # a record's learning rates are what its experiment's grid and rule choose from its scores
     checked = 0

@@ -147,6 +147,11 @@ def test_the_findings_table_reads_every_recorded_result():
         assert listed == (not any(e in recorded for e in pc.experiments)), pc
     assert sum(table.counts().values()) == len(table.rows)
     assert "verdict" in str(table) and "<table>" in table._repr_html_()
+    close = table.close_calls()
+    assert all(0.01 < r["p"] < 0.1 and r["verdict"] != R.NOT_TESTED for r in close)
+    assert len(close) == sum(r["p"] is not None and 0.01 < r["p"] < 0.1 for r in table.tested())
+    assert str(table).count("(close call)") == len(close) == table._repr_html_().count("(close call)")
+    assert table.close_calls(band=(-1.0, 2.0)) == [r for r in table.tested() if r["p"] is not None]
 
 
 def test_a_newly_recorded_result_appears_without_any_edit(tmp_path, quick):

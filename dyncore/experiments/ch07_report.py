@@ -435,6 +435,9 @@ def _ddfup_bicubic(result: dict) -> list:
 DERIVED = {"05_pad_dilation": _pad_zones, **{e.name: _ddfup_bicubic for e in DEPTH.values()}}
 
 NOT_TESTED = "not tested yet"
+#: A verdict whose p value lies in this open interval is a close call: a few more seeds, or the
+#: round-off of another CPU, could carry it across the 5% line.
+CLOSE_CALL = (0.01, 0.1)
 
 
 def _ours(v, digits: int = 4) -> str:
@@ -453,7 +456,23 @@ class FindingsTable:
     recorded: list[str]
 
     HEAD = (("chapter", "ch."), ("experiment", "experiment"), ("claim", "claim"), ("paper", "paper's figure"),
-            ("ours", "ours (mean ± std, n seeds)"), ("verdict", "verdict"))
+            ("ours", "ours (mean ± std, n seeds)"), ("p", "p"), ("verdict", "verdict"))
+
+    @staticmethod
+    def is_close(row: dict, band: tuple[float, float] = CLOSE_CALL) -> bool:
+        """Is ``row``'s verdict a close call (its p value inside ``band``)?"""
+        return row["verdict"] != NOT_TESTED and row["p"] is not None and band[0] < row["p"] < band[1]
+
+    def close_calls(self, band: tuple[float, float] = CLOSE_CALL) -> list[dict]:
+        """The tested rows whose p value lies inside ``band`` (:data:`CLOSE_CALL`)."""
+        return [r for r in self.rows if self.is_close(r, band)]
+
+    def _cell(self, row: dict, key: str) -> str:
+        if key == "p":
+            return "" if row["p"] is None else f"{row['p']:.2g}"
+        if key == "verdict" and self.is_close(row):
+            return f"{row['verdict']} (close call)"
+        return str(row[key])
 
     def counts(self) -> dict:
         out: dict = {}
@@ -470,9 +489,9 @@ class FindingsTable:
     def __str__(self) -> str:
         lines = []
         for r in self.rows:
-            p = "" if r["p"] is None or r["p"] != r["p"] else f" (p = {r['p']:.2g})"
+            p = "" if r["p"] is None else f" (p = {self._cell(r, 'p')})"
             lines.append(f"[ch. {r['chapter']}] {r['experiment']}: {r['claim']}\n"
-                         f"    paper: {r['paper']}\n    ours:  {r['ours']}\n    verdict: {r['verdict']}{p}")
+                         f"    paper: {r['paper']}\n    ours:  {r['ours']}\n    verdict: {self._cell(r, 'verdict')}{p}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -482,7 +501,7 @@ class FindingsTable:
         import html
 
         th = "".join(f"<th>{h}</th>" for _, h in self.HEAD)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k, _ in self.HEAD) + "</tr>"
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(self._cell(r, k))}</td>" for k, _ in self.HEAD) + "</tr>"
                       for r in self.rows)
         return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 

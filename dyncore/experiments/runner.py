@@ -56,6 +56,7 @@ from ..training import train_steps
 from ..utils import count_flops, count_parameters, cpu_fingerprint, num_threads, set_seed
 
 __all__ = ["Experiment", "Trial", "run", "load", "save", "check_fresh", "fresh_tolerance", "experiments",
+           "grid_ends", "selection_report",
            "get_experiment", "RESULTS", "FORMAT", "FRESH_STEPS", "FRESH_RTOL", "FRESH_RTOL_OTHER_CPU",
            "FRESH_STEPS_OTHER_CPU"]
 
@@ -392,6 +393,56 @@ def run(name: str | Experiment, *, seeds: int | None = None, quick: bool = False
     if out is not None:
         save(result, out)
     return result
+
+
+# --------------------------------------------------------------------------- reading a selection
+
+def _searched(result: dict, variants: Sequence[str] | None) -> dict:
+    selection = result["lr_selection"]
+    if variants is None:
+        return selection
+    for v in variants:
+        V.check_choice("variants", v, tuple(selection))
+    return {v: selection[v] for v in variants}
+
+
+def grid_ends(result: dict, variants: Sequence[str] | None = None) -> dict[str, str]:
+    """The variants of ``result`` (all that had a learning-rate search, or those of ``variants``)
+    whose chosen learning rate is an end of the grid searched for them, ``{variant: "lowest" |
+    "highest"}``: a better rate may lie beyond such a grid."""
+    ends = {}
+    for v, sel in _searched(result, variants).items():
+        if len(sel["grid"]) > 1 and sel["lr"] in (min(sel["grid"]), max(sel["grid"])):
+            ends[v] = "lowest" if sel["lr"] == min(sel["grid"]) else "highest"
+    return ends
+
+
+def selection_report(result: dict, what: str = "validation loss", digits: int = 4,
+                     variants: Sequence[str] | None = None) -> str:
+    """The learning-rate search of ``result`` as text: per variant (all, or those of ``variants``), the seed-0 score (``what``, to
+    ``digits`` significant digits) at each rate of its grid and the rate chosen, with the rates tied
+    with it (within the selection's tolerance) and whether it is an end of the grid; then how many
+    variants chose an end."""
+    selection = _searched(result, variants)
+    if not selection:
+        return f"no learning-rate search: every variant trained at lr {result['config']['lr']:g}"
+    ends = grid_ends(result, list(selection))
+    width = max(len(v) for v in selection) + 2
+    lines = []
+    for v, sel in selection.items():
+        scores = ", ".join(f"{lr:g}: {s:.{digits}g}" for lr, s in zip(sel["grid"], sel["scores"]))
+        chosen = sel["scores"][sel["grid"].index(sel["lr"])]
+        tolerance = sel.get("tolerance", 0.0)  # results recorded before the rule had a tolerance chose the best
+        tied = [lr for lr, s in zip(sel["grid"], sel["scores"])
+                if lr != sel["lr"] and math.isfinite(s) and abs(s - chosen) <= tolerance * abs(chosen)]
+        within = f" within {100 * tolerance:g}%" if tolerance else ""
+        notes = ([f"tied{within} with {', '.join(f'{lr:g}' for lr in tied)}"] if tied else []) \
+            + ([f"the {ends[v]} of the grid"] if v in ends else [])
+        lines.append(f"{v:<{width}}{what} by learning rate {scores}  -> lr {sel['lr']:g}"
+                     + (f" ({'; '.join(notes)})" if notes else ""))
+    lines.append(f"{len(ends)} of {len(selection)} chose a learning rate at an end of the grid"
+                 + (f": {'; '.join(ends)}" if ends else ""))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- files
