@@ -32,7 +32,7 @@ def _trial(t):
     model = nn.Linear(4, 1) if t.variant == "linear" else nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     x, y = t.data["train"]
     xv, yv = t.data["val"]
-    xt, yt = t.data[t.split]
+    xt, yt = t.data["test"]
     g = torch.Generator().manual_seed(1000 + t.seed)
 
     def batch_loss(step):

@@ -217,8 +217,8 @@ def _batches(config: dict, seed: int, n: int):
 
 def digits_trial(t: Trial) -> dict:
     """Train variant ``t.variant`` (Adam, one-cycle schedule, MSE, batches drawn by a generator
-    seeded from the seed) and evaluate it on ``t.split``: ``mse`` (of the split: the selection
-    metric ``val_loss`` on the validation split, ``test_mse`` on the test split), ``sharpness``
+    seeded from the seed) and evaluate it: ``val_loss`` (the MSE on the validation split, by
+    which the learning rate is chosen), ``test_mse`` (on the seed's test split), ``sharpness``
     (neighbour differences of the predictions over those of the targets), and for the dynamic
     filters ``tap_hit`` (share of digit pixels whose largest tap is the true displacement) and
     ``peak`` (mean weight of the largest tap on digit pixels).
@@ -228,7 +228,7 @@ def digits_trial(t: Trial) -> dict:
     compares)."""
     c, P = t.config, t.data
     X, Y, _ = P["train"]
-    Xe, Ye, data = P[t.split] if t.split == "val" else test_split(c, t.seed)
+    Xe, Ye, data = test_split(c, t.seed)
     next_batch = _batches(c, t.seed, len(X))
     if t.variant == "copy last frame":
         firsts = []
@@ -238,9 +238,8 @@ def digits_trial(t: Trial) -> dict:
         t.record["first_losses"] = firsts
         t.record["parameters"] = 0
         pred = Xe[:, -1:]
-        if t.split == "test":  # the selection metric, on the validation split
-            Xv, Yv, _ = P["val"]
-            val_loss = F.mse_loss(Xv[:, -1:], Yv).item()
+        Xv, Yv, _ = P["val"]
+        val_loss = F.mse_loss(Xv[:, -1:], Yv).item()
     else:
         model = make_predictor(t.variant, c)
         t.count(model, X[:1])
@@ -254,10 +253,8 @@ def digits_trial(t: Trial) -> dict:
                 eval_every=c["eval_every"], every=100)
         pred = _predict(model, Xe)
     mse = F.mse_loss(pred, Ye).item()
-    metrics = {"val_loss" if t.split == "val" else "test_mse": mse,
-               "sharpness": edge_energy(pred) / edge_energy(Ye)}
-    if t.split == "test":
-        metrics["val_loss"] = t.record["curves"]["val_loss"][-1][1] if "curves" in t.record else val_loss
+    metrics = {"test_mse": mse, "sharpness": edge_energy(pred) / edge_energy(Ye),
+               "val_loss": t.record["curves"]["val_loss"][-1][1] if "curves" in t.record else val_loss}
     if t.variant == "dynamic filters":
         with torch.no_grad():
             filters = model.filters(Xe)

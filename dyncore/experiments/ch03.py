@@ -381,14 +381,14 @@ def _predict(model, frames, batch_size=128):
 
 def flow_trial(t: Trial) -> dict:
     """Train ``t.variant`` on the training pairs (Adam on the end-point error, cosine annealing)
-    and measure on ``t.split``: aEPE overall, on large displacements and on motion boundaries,
+    and measure on the test pairs: aEPE overall, on large displacements and on motion boundaries,
     ``val_loss`` (the validation aEPE) and ``train_epe`` (the aEPE on the first ``n_val``
     training pairs, in eval mode: the end of the paper's Fig. 8)."""
     c = t.config
     model = make_flow_net(t.variant, c)
     frames, flow = t.data["train"]
     val_frames, val_flow = t.data["val"]
-    held_frames, held_flow = t.data[t.split]
+    held_frames, held_flow = t.data["test"]
     t.count(model, frames[:1])
     gen = torch.Generator().manual_seed(1000 + t.seed)
 
@@ -401,7 +401,7 @@ def flow_trial(t: Trial) -> dict:
             schedule=lambda opt, n: torch.optim.lr_scheduler.CosineAnnealingLR(opt, n))
     model.eval()
     pred = _predict(model, held_frames)
-    masks = t.data["masks"][t.split]
+    masks = t.data["masks"]["test"]
     metrics = {"aepe": aepe(pred, held_flow), "aepe_large": masked_epe(pred, held_flow, masks["large"]),
                "aepe_boundary": masked_epe(pred, held_flow, masks["boundary"]),
                "val_loss": t.record["curves"]["val_loss"][-1][1],

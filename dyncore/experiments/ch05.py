@@ -393,13 +393,14 @@ def pad_measurements(evaluation: dict, data: StripeData) -> dict:
 
 
 def stripes_trial(t: Trial) -> dict:
-    """Train variant ``t.variant`` on the training split and evaluate it on ``t.split``: mIoU,
-    accuracy, accuracy in fine and coarse cells, the loss (``val_loss`` on the validation split,
-    also ``test_loss`` on the test split), and for a PAD body :func:`pad_measurements`."""
+    """Train variant ``t.variant`` on the training split and evaluate it on the test split: mIoU,
+    accuracy, accuracy in fine and coarse cells, the loss (``test_loss``, and ``val_loss`` on the
+    validation split), and for a PAD body :func:`pad_measurements` (with seed 0, also the
+    dilation priors of the first test images)."""
     c = t.config
     body = BODIES[t.variant]
     model = make_segmenter(body, channels=c["channels"], depth=c["depth"], tau=c["tau"], backend=c["backend"])
-    train, val, held = t.data["train"], t.data["val"], t.data[t.split]
+    train, val, held = t.data["train"], t.data["val"], t.data["test"]
     t.count(model, train.images[:1])
     gen = torch.Generator().manual_seed(1000 + t.seed)
 
@@ -413,11 +414,10 @@ def stripes_trial(t: Trial) -> dict:
                "fine_accuracy": result["zone_accuracy"][0], "coarse_accuracy": result["zone_accuracy"][1],
                "val_loss": t.record["curves"]["val_loss"][-1][1]}
     model.eval()
-    if t.split == "test":
-        metrics["test_loss"] = held_out_loss(model, held)
+    metrics["test_loss"] = held_out_loss(model, held)
     if body[0] in ("pad", "pad_at"):
         metrics.update(pad_measurements(result, held))
-        if t.split == "test" and t.seed == 0:
+        if t.seed == 0:
             # (image, layer, dilation, y, x), to 4 decimals
             t.record["priors"] = (torch.stack(result["priors"], 1)[:MAP_IMAGES] * 1e4).round().div(1e4).tolist()
     return metrics

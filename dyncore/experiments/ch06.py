@@ -556,12 +556,12 @@ def largest_tap(model: TinyResNet, images: torch.Tensor) -> float:
 
 def classifier_trial(t: Trial) -> dict:
     """Train variant ``t.variant`` of :data:`CLASSIFIERS` on the training split and evaluate it on
-    ``t.split``: accuracy, loss (``val_loss`` at the end, ``log10_peak_val_loss`` the largest
+    the test split: accuracy, loss (``val_loss`` at the end, ``log10_peak_val_loss`` the largest
     validation loss measured during training, ``test_loss`` on the test split), the measurements
     of :func:`instability`, and for a DDF network :func:`largest_tap`."""
     c = t.config
     model = make_classifier(t.variant, backend=c["backend"])
-    train, val, held = t.data["train"], t.data["val"], t.data[t.split]
+    train, val, held = t.data["train"], t.data["val"], t.data["test"]
     t.count(model, train.images[:1])
     gen = torch.Generator().manual_seed(1000 + t.seed)
     grad_norms: list[float] = []
@@ -581,9 +581,7 @@ def classifier_trial(t: Trial) -> dict:
     val_curve = [v for _, v in t.record["curves"]["val_loss"]]
     metrics = {"accuracy": accuracy(model, held), "val_loss": val_curve[-1],
                "log10_peak_val_loss": math.log10(max(val_curve)) if all(map(math.isfinite, val_curve)) else math.inf,
-               **instability(history["losses"], grad_norms)}
-    if t.split == "test":
-        metrics["test_loss"] = classification_loss(model, held)
+               **instability(history["losses"], grad_norms), "test_loss": classification_loss(model, held)}
     if isinstance(model.spatial_layers()[0], DDF):
         metrics["largest_tap"] = largest_tap(model, held.images[:256])
     return metrics
@@ -726,8 +724,6 @@ def depth_trial(t: Trial) -> dict:
 
     t.train(model, batch_loss, c["steps"], validate=lambda: _mse(model, sets["val"]), eval_every=c["eval_every"])
     metrics = {"val_loss": t.record["curves"]["val_loss"][-1][1]}
-    if t.split == "val":
-        return metrics
     real, generated, edge = sets["real"], sets["generated"], sets["edge"]
     err_real, pred_real = depth_rmse(model, real)
     bicubic_real = upsample_bicubic(real.low, scale)

@@ -370,13 +370,13 @@ def prepare_side_by_side(config: dict) -> dict:
 def side_by_side_trial(t) -> dict:
     """One layer in the slot (``t.variant``), one seed: count its parameters and FLOPs (with
     elementwise work, on the ``"torch"`` backend), train it on the training split with its
-    :data:`TRAINING_BACKENDS` backend, and measure it on ``t.split``: mIoU, accuracy, accuracy
+    :data:`TRAINING_BACKENDS` backend, and measure it on the test split: mIoU, accuracy, accuracy
     in fine and coarse cells, the loss, the error rate by distance to a bar's edge, the trained
     network's ERF and, for DDF, its active squeeze units."""
     c = t.config
     name = t.variant
     model = make_model(name, c["channels"], seed=t.seed)
-    train, val, held = t.data["train"], t.data["val"], t.data[t.split]
+    train, val, held = t.data["train"], t.data["val"], t.data["test"]
     x1 = train.images[:1]
     model.eval().set_backend("torch")
     with torch.no_grad():
@@ -397,16 +397,15 @@ def side_by_side_trial(t) -> dict:
     scores = evaluate_model(model, held)
     metrics = {"miou": scores["miou"], "accuracy": scores["accuracy"], "fine_accuracy": scores["fine"],
                "coarse_accuracy": scores["coarse"], "val_loss": t.record["curves"]["val_loss"][-1][1]}
-    if t.split == "test":
-        model.eval()
-        metrics["test_loss"] = held_out_loss(model, held)
-        edges = error_by_edge_distance(model, held, EDGE_DISTANCES - 1)
-        metrics.update({f"edge_error_{d}": e for d, e in enumerate(edges)})
-        erf = measure_erf(model, samples=c["erf_samples"])
-        metrics["erf_radius"], metrics["erf_support"] = erf["radius"], erf["support"]
-        units = ddf_active_squeeze_units(model, held)
-        if units is not None:
-            metrics["ddf_active_units"], metrics["ddf_units"] = units
+    model.eval()
+    metrics["test_loss"] = held_out_loss(model, held)
+    edges = error_by_edge_distance(model, held, EDGE_DISTANCES - 1)
+    metrics.update({f"edge_error_{d}": e for d, e in enumerate(edges)})
+    erf = measure_erf(model, samples=c["erf_samples"])
+    metrics["erf_radius"], metrics["erf_support"] = erf["radius"], erf["support"]
+    units = ddf_active_squeeze_units(model, held)
+    if units is not None:
+        metrics["ddf_active_units"], metrics["ddf_units"] = units
     return metrics
 
 

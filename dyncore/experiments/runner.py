@@ -12,10 +12,10 @@ wall time. :func:`run` then
 1. picks each variant's learning rate from the experiment's grid, by a metric measured on the
    validation split, with seed 0 (the grid, every score and the choice are recorded);
 2. trains every variant for every seed on the training split and evaluates it on the test split.
-   Seed 0 at the chosen rate is the grid's run at that rate: the grid's trials are seed 0's
-   test-split trials (training does not depend on which split is evaluated, and the selection
-   metric is the validation split's whatever ``t.split`` is), so only the other seeds are trained
-   again and a grid of G rates costs G + seeds - 1 trials per variant, not G + seeds;
+   Seed 0 at the chosen rate is the grid's run at that rate: every trial measures both splits
+   (the selection metric on the validation split, the rest on the test split) and training reads
+   neither, so only the other seeds are trained again and a grid of G rates costs
+   G + seeds - 1 trials per variant, not G + seeds;
 3. writes ``results/experiments/<name>.json``: per-seed metrics and curves, parameter and FLOP
    counts, the thread counts, library versions, the machine, the date and how long it took.
 
@@ -80,7 +80,7 @@ class Experiment:
     ``config`` is the full run; ``quick`` overrides some of its keys for the short run that CI
     executes. ``lr_grid`` (may be empty: ``config["lr"]`` is then used for every variant) is
     searched per variant with seed 0, by ``select_by``: a metric that ``trial`` returns, measured
-    on the validation split whatever split the trial evaluates (its name starts with ``val_``),
+    on the validation split (its name starts with ``val_``; the trial's other metrics are the test split's),
     minimized unless it is listed in ``maximize``. Rates whose scores lie within ``lr_tolerance``
     (relative) of the best score are taken as tied, and the smallest of them is chosen: one seed
     cannot tell such rates apart, and of two rates that train equally well the smaller is the one
@@ -150,15 +150,16 @@ class Experiment:
 
 @dataclass
 class Trial:
-    """What a trial function gets: which variant, seed, split and configuration to run, the data,
-    and :meth:`train` (the shared training loop, recorded)."""
+    """What a trial function gets: which variant, seed and configuration to run, the data, and
+    :meth:`train` (the shared training loop, recorded). A trial function trains on the training
+    split and returns its metrics: the selection metric (``val_...``) measured on the validation
+    split, the others on the test split."""
 
     experiment: Experiment
     variant: str
     seed: int
     config: dict
     data: Any
-    split: str = "test"  # what the metrics are measured on; the runner uses "test" (selection reads a val_ metric)
     progress: bool = True
     stop_after: int | None = None
     record: dict = field(default_factory=dict)
@@ -278,7 +279,7 @@ def _data(experiment: Experiment, config: dict):
     return _DATA_CACHE[key]
 
 
-def run_trial(name: str | Experiment, variant: str, seed: int, config: dict, split: str = "test",
+def run_trial(name: str | Experiment, variant: str, seed: int, config: dict,
               threads: int = 1, progress: bool = False, stop_after: int | None = None) -> dict:
     """Train and evaluate one variant for one seed; returns its record (metrics, curves, ...).
 
@@ -289,7 +290,7 @@ def run_trial(name: str | Experiment, variant: str, seed: int, config: dict, spl
     with num_threads(threads):
         data = _data(experiment, config)
         set_seed(seed)
-        trial = Trial(experiment, variant, seed, dict(config), data, split, progress, stop_after)
+        trial = Trial(experiment, variant, seed, dict(config), data, progress, stop_after)
         start = time.perf_counter()
         try:
             metrics = experiment.trial(trial)
