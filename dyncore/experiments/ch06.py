@@ -746,6 +746,11 @@ _DEPTH_CONFIG = {"backend": "auto", "steps": 2400, "eval_every": 100, "lr": 3e-3
                  "seed_test": 777}
 
 
+#: The learning rates searched at each scale. 1e-2 is the rate above the one every network chose
+#: from {1e-3, 3e-3}: with it in the grid, each choice can be seen to lie inside the grid.
+_DEPTH_LR_GRID = {4: (1e-3, 3e-3, 1e-2), 8: (1e-3, 3e-3), 16: (1e-3, 3e-3)}
+
+
 def _depth_experiment(scale: int) -> Experiment:
     return Experiment(
         name=f"06_ddfup_depth_{scale}x", chapter=6,
@@ -755,7 +760,7 @@ def _depth_experiment(scale: int) -> Experiment:
         config={**_DEPTH_CONFIG, "scale": scale},
         quick={"steps": 10, "eval_every": 5, "n_val": 4, "n_test": 4},
         prepare=prepare_depth, trial=depth_trial,
-        lr_grid=(1e-3, 3e-3),
+        lr_grid=_DEPTH_LR_GRID[scale],
         description=f"Guided depth upsampling by {scale}. Training: each step 4 random 64 x 64 crops "
                     "(random flips) of the left part of scikit-image's stereo_motorcycle RGB-D pair "
                     "(Middlebury 2014, disparity scaled to [0, 1], occlusions filled and left out of every "
