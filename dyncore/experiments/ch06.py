@@ -748,7 +748,7 @@ _DEPTH_CONFIG = {"backend": "auto", "steps": 2400, "eval_every": 100, "lr": 3e-3
 
 #: The learning rates searched at each scale. 1e-2 is the rate above the one every network chose
 #: from {1e-3, 3e-3}: with it in the grid, each choice can be seen to lie inside the grid.
-_DEPTH_LR_GRID = {4: (1e-3, 3e-3, 1e-2), 8: (1e-3, 3e-3), 16: (1e-3, 3e-3)}
+_DEPTH_LR_GRID = {4: (1e-3, 3e-3, 1e-2), 8: (1e-3, 3e-3, 1e-2), 16: (1e-3, 3e-3)}
 
 
 def _depth_experiment(scale: int) -> Experiment:
