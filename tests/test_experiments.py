@@ -166,6 +166,14 @@ def test_grid_ends_and_the_selection_report():
         "0 of 1 chose a learning rate at an end of the grid"
     with pytest.raises(ValueError, match="variants must be one of"):
         runner.grid_ends(result, variants=["nowhere"])
+    # ties are measured from the best score, as the rule measures them: 1.0012 is within 0.2% of the
+    # chosen 0.9995 but not of the best, 0.998
+    chain = {"config": {"lr": 0.1}, "lr_selection": {"chain": sel([0.998, 0.9995, 1.0012], 0.01)}}
+    assert runner.selection_report(chain).splitlines()[0].endswith("-> lr 0.01 (tied within 0.2% with 0.1; the lowest of the grid)")
+    chain["lr_selection"]["chain"].update(scores=[1.0012, 0.9995, 0.998], lr=0.1)
+    assert runner.selection_report(chain).splitlines()[0].endswith("-> lr 0.1 (tied within 0.2% with 1)")
+    accuracy = {"config": {"lr": 0.1}, "lr_selection": {"acc": {**sel([0.5, 0.9, 0.9015], 0.1), "metric": "val_accuracy"}}}
+    assert runner.selection_report(accuracy).splitlines()[0].endswith("-> lr 0.1 (tied within 0.2% with 1)")
     single = {"config": {"lr": 0.1}, "lr_selection": {"only": {**sel([1.0], 0.1), "grid": [0.1]}}}
     assert runner.grid_ends(single) == {}
     assert "every variant trained at lr 0.02" in runner.selection_report({"config": {"lr": 0.02}, "lr_selection": {}})

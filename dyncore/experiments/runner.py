@@ -418,6 +418,21 @@ def grid_ends(result: dict, variants: Sequence[str] | None = None) -> dict[str, 
     return ends
 
 
+def _tied_with_best(sel: dict, tolerance: float) -> list[float]:
+    """The rates of a recorded selection ``sel`` whose scores lie within ``tolerance`` (relative) of
+    the best score, as :meth:`Experiment.choose_lr` measures ties. The record does not say whether its
+    metric is maximized; the best is the extreme score that the chosen rate's score is tied with
+    (the lowest, if both are: the scores then all lie within twice the tolerance)."""
+    finite = [s for s in sel["scores"] if math.isfinite(s)]
+    chosen = sel["scores"][sel["grid"].index(sel["lr"])]
+    if not finite or not math.isfinite(chosen):
+        return [sel["lr"]]
+    low, high = min(finite), max(finite)
+    best = low if abs(chosen - low) <= tolerance * abs(low) else high
+    return [lr for lr, s in zip(sel["grid"], sel["scores"])
+            if math.isfinite(s) and abs(s - best) <= tolerance * abs(best)]
+
+
 def selection_report(result: dict, what: str = "validation loss", digits: int = 4,
                      variants: Sequence[str] | None = None) -> str:
     """The learning-rate search of ``result`` as text: per variant (all, or those of ``variants``), the seed-0 score (``what``, to
@@ -432,10 +447,8 @@ def selection_report(result: dict, what: str = "validation loss", digits: int = 
     lines = []
     for v, sel in selection.items():
         scores = ", ".join(f"{lr:g}: {s:.{digits}g}" for lr, s in zip(sel["grid"], sel["scores"]))
-        chosen = sel["scores"][sel["grid"].index(sel["lr"])]
         tolerance = sel.get("tolerance", 0.0)  # results recorded before the rule had a tolerance chose the best
-        tied = [lr for lr, s in zip(sel["grid"], sel["scores"])
-                if lr != sel["lr"] and math.isfinite(s) and abs(s - chosen) <= tolerance * abs(chosen)]
+        tied = [lr for lr in _tied_with_best(sel, tolerance) if lr != sel["lr"]]
         within = f" within {100 * tolerance:g}%" if tolerance else ""
         notes = ([f"tied{within} with {', '.join(f'{lr:g}' for lr in tied)}"] if tied else []) \
             + ([f"the {ends[v]} of the grid"] if v in ends else [])
