@@ -179,6 +179,26 @@ def test_grid_ends_and_the_selection_report():
     assert "every variant trained at lr 0.02" in runner.selection_report({"config": {"lr": 0.02}, "lr_selection": {}})
 
 
+def test_recorded_or_reduced_and_describe(tmp_path, capsys):
+    reduced, recorded = runner.recorded_or_reduced(TOY, results=tmp_path, lr=0.02)
+    assert not recorded and reduced["quick"] and reduced["seeds"] == [0, 1] and reduced["config"]["lr"] == 0.02
+    assert "no recorded run of toy_regression found" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())  # a reduced run is never saved
+    full, recorded = runner.recorded_or_reduced(TOY, results=tmp_path, rerun=True, jobs=1)
+    assert recorded and not full["quick"] and full["seeds"] == [0, 1, 2]
+    again, recorded = runner.recorded_or_reduced(TOY, results=tmp_path)
+    assert recorded and again["date"] == full["date"] and again["variants"] == full["variants"]
+    line = runner.describe(again)
+    assert line.startswith(f"toy_regression: recorded run of {full['date']}: 2 variants x 3 seeds, 40 steps each, ")
+    assert "with 1 process on" in line and f"{TOY.threads} thread" in line and f"torch {torch.__version__}" in line
+    assert runner.describe(reduced, recorded=False, what="models").startswith("toy_regression: reduced run of")
+    assert ": 2 models x 2 seeds, 12 steps each" in runner.describe(reduced, recorded=False, what="models")
+    with pytest.raises(TypeError, match="rerun must be True or False"):
+        runner.recorded_or_reduced(TOY, rerun="yes", results=tmp_path)
+    with pytest.raises(ValueError, match="name must be one of"):
+        runner.recorded_or_reduced("no_such_experiment", results=tmp_path)
+
+
 def test_every_recorded_choice_follows_the_selection_rule():
     # a record's learning rates are what its experiment's grid and rule choose from its scores
     checked = 0

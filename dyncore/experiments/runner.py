@@ -56,7 +56,7 @@ from ..training import train_steps
 from ..utils import count_flops, count_parameters, cpu_fingerprint, num_threads, set_seed
 
 __all__ = ["Experiment", "Trial", "run", "load", "save", "check_fresh", "fresh_tolerance", "experiments",
-           "grid_ends", "selection_report",
+           "grid_ends", "selection_report", "recorded_or_reduced", "describe",
            "get_experiment", "RESULTS", "FORMAT", "FRESH_STEPS", "FRESH_RTOL", "FRESH_RTOL_OTHER_CPU",
            "FRESH_STEPS_OTHER_CPU"]
 
@@ -394,6 +394,42 @@ def run(name: str | Experiment, *, seeds: int | None = None, quick: bool = False
     if out is not None:
         save(result, out)
     return result
+
+
+def recorded_or_reduced(name: str | Experiment, *, rerun: bool = False, jobs: int = 2, seeds: int = 2,
+                        results: str | os.PathLike | None = None, **reduced) -> tuple[dict, bool]:
+    """What a chapter shows of experiment ``name``: ``(result, recorded)``.
+
+    The recorded full run (``results/experiments/<name>.json``, or the folder ``results``) and
+    ``True``; with ``rerun``, the full experiment is run first, in ``jobs`` parallel processes,
+    and replaces the record. With no record, a reduced run (the experiment's quick settings,
+    ``seeds`` seeds, the configuration overrides ``reduced``) and ``False``, said in a printed
+    line: its numbers prove the pipeline, not a claim."""
+    experiment = get_experiment(name)
+    folder = pathlib.Path(RESULTS if results is None else results)
+    if not isinstance(rerun, bool):
+        raise TypeError(f"rerun must be True or False, got {rerun!r}")
+    if rerun:
+        return run(name, jobs=jobs, out=folder), True
+    path = folder / f"{experiment.name}.json"
+    if path.is_file():
+        return load(path), True
+    print(f"no recorded run of {experiment.name} found: what follows shows a reduced run ({seeds} seeds, "
+          "a few steps), not the full one")
+    return run(name, quick=True, seeds=seeds, progress=False, **reduced), False
+
+
+def describe(result: dict, recorded: bool = True, what: str = "variants") -> str:
+    """One line on where ``result``'s numbers come from: recorded or reduced, when, its size
+    (``what``: the word for its variants), wall time, processes, machine, threads and versions."""
+    jobs = result["jobs"]
+    return (f"{result['name']}: {'recorded' if recorded else 'reduced'} run of {result['date']}: "
+            f"{len(result['variants'])} {what} x {len(result['seeds'])} seeds, {result['config']['steps']} steps "
+            f"each, {result['wall_seconds'] / 60:.1f} minutes of wall time with {jobs} "
+            f"process{'es' if jobs > 1 else ''} on {result['machine']['cpus']} CPUs "
+            f"({result['machine']['platform']}), {result['threads']['torch']} thread"
+            f"{'s' if result['threads']['torch'] > 1 else ''} per run; torch {result['versions']['torch']}, "
+            f"numba {result['versions']['numba']}")
 
 
 # --------------------------------------------------------------------------- reading a selection
