@@ -433,7 +433,7 @@ DILATION = Experiment(
             "steps": 1800, "batch_size": 16, "eval_every": 180, "lr": 1e-2},
     quick={"n_train": 128, "n_val": 32, "n_test": 32, "steps": 20, "eval_every": 10},
     prepare=prepare_stripes, trial=stripes_trial,
-    lr_grid=(1e-2, 3e-2, 1e-1),
+    lr_grid=(1e-2, 3e-2, 1e-1, 3e-1),
     description="Segmentation of the stripes task (orientation of the stripes at every pixel; fine "
                 "cells need a small receptive field, coarse ones a large one). Every model: a stem of "
                 "two 3x3 convolutions, a body of three 3x3 layers, a 1x1 classifier, 8 channels. "
