@@ -747,8 +747,8 @@ _DEPTH_CONFIG = {"backend": "auto", "steps": 2400, "eval_every": 100, "lr": 3e-3
 
 
 #: The learning rates searched at each scale: wide enough that each choice can be seen to lie inside
-#: the grid. At 16x the pixel-filter decoder's seed 0 can stall at 3e-3, which moves its choice down
-#: to 1e-3; the grid there reaches one rate lower, 3e-4, to show that 1e-3 is not an edge either.
+#: the grid. At 16x the pixel-filter decoder's seed 0 does a little better at 1e-3 than at 3e-3, so
+#: the grid there reaches one rate lower, 3e-4, to show that 1e-3 is not an edge either.
 _DEPTH_LR_GRID = {4: (1e-3, 3e-3, 1e-2), 8: (1e-3, 3e-3, 1e-2), 16: (3e-4, 1e-3, 3e-3, 1e-2)}
 
 
