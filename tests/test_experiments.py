@@ -174,6 +174,11 @@ def test_grid_ends_and_the_selection_report():
     assert runner.selection_report(chain).splitlines()[0].endswith("-> lr 0.1 (tied within 0.2% with 1)")
     accuracy = {"config": {"lr": 0.1}, "lr_selection": {"acc": {**sel([0.5, 0.9, 0.9015], 0.1), "metric": "val_accuracy"}}}
     assert runner.selection_report(accuracy).splitlines()[0].endswith("-> lr 0.1 (tied within 0.2% with 1)")
+    assert runner.grid_score(result, "inside", 1.0) == 1.0005 and runner.grid_score(result, "low", 0.01) == 1.0
+    with pytest.raises(ValueError, match="lr must be one of the grid searched for 'low'"):
+        runner.grid_score(result, "low", 0.03)
+    with pytest.raises(ValueError, match="variants must be one of"):
+        runner.grid_score(result, "nowhere", 0.1)
     single = {"config": {"lr": 0.1}, "lr_selection": {"only": {**sel([1.0], 0.1), "grid": [0.1]}}}
     assert runner.grid_ends(single) == {}
     assert "every variant trained at lr 0.02" in runner.selection_report({"config": {"lr": 0.02}, "lr_selection": {}})

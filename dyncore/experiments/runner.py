@@ -56,7 +56,7 @@ from ..training import train_steps
 from ..utils import count_flops, count_parameters, cpu_fingerprint, num_threads, set_seed
 
 __all__ = ["Experiment", "Trial", "run", "load", "save", "check_fresh", "fresh_tolerance", "experiments",
-           "grid_ends", "selection_report", "recorded_or_reduced", "describe",
+           "grid_ends", "grid_score", "selection_report", "recorded_or_reduced", "describe",
            "get_experiment", "RESULTS", "FORMAT", "FRESH_STEPS", "FRESH_RTOL", "FRESH_RTOL_OTHER_CPU",
            "FRESH_STEPS_OTHER_CPU"]
 
@@ -452,6 +452,15 @@ def grid_ends(result: dict, variants: Sequence[str] | None = None) -> dict[str, 
         if len(sel["grid"]) > 1 and sel["lr"] in (min(sel["grid"]), max(sel["grid"])):
             ends[v] = "lowest" if sel["lr"] == min(sel["grid"]) else "highest"
     return ends
+
+
+def grid_score(result: dict, variant: str, lr: float) -> float:
+    """The seed-0 selection score (the validation metric) of ``variant`` of ``result`` at the
+    learning rate ``lr`` of its grid."""
+    sel = _searched(result, [variant])[variant]
+    if lr not in sel["grid"]:
+        raise ValueError(f"lr must be one of the grid searched for {variant!r}, {sel['grid']}; got {lr!r}")
+    return sel["scores"][sel["grid"].index(lr)]
 
 
 def _tied_with_best(sel: dict, tolerance: float) -> list[float]:
